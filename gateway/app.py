@@ -1,0 +1,120 @@
+"""One gateway process: the edge listener(s) and the admin listener."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.admin.app import build_admin_app
+from gateway.config import Config, parse_listen
+from gateway.edge.proxy import Proxy
+from gateway.edge.recorder_asset import RecorderAsset, load_recorder_asset
+from gateway.edge.sites import Site, build_site
+from gateway.metrics import Metrics
+
+# aiohttp's own parser limits sit above ours so that our checks answer first,
+# with 414/431 and a JSON body; beyond these aiohttp answers 400.
+_PARSER_LINE_LIMIT = 65536
+_PARSER_MAX_HEADERS = 256
+
+
+@dataclass
+class Listening:
+    """Where the listeners actually are (ports may have been 0 in the config)."""
+
+    edge: tuple[str, int]
+    admin: tuple[str, int]
+    tls: tuple[str, int] | None = None
+
+
+class Gateway:
+    def __init__(self, config: Config, *, recorder: RecorderAsset | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.recorder = recorder or load_recorder_asset()
+        self.sites: list[Site] = [
+            build_site(s, prefix=config.server.prefix, recorder_digest=self.recorder.digest)
+            for s in config.sites
+        ]
+        self.proxy = Proxy(config, self.sites, self.metrics, self.recorder)
+        self._runners: list[web.BaseRunner] = []
+        self._ready = False
+        self.listening: Listening | None = None
+
+    async def start(self) -> Listening:
+        await self.proxy.start()
+        server = web.Server(
+            self.proxy.handle,
+            handler_cancellation=True,
+            max_line_size=_PARSER_LINE_LIMIT,
+            max_field_size=_PARSER_LINE_LIMIT,
+            max_headers=_PARSER_MAX_HEADERS,
+            access_log=None,
+        )
+        edge_runner = web.ServerRunner(server, shutdown_timeout=self.config.server.shutdown_grace)
+        await edge_runner.setup()
+        self._runners.append(edge_runner)
+        edge = await self._bind(edge_runner, self.config.server.listen, "server.listen")
+        tls = None
+        if self.config.server.tls_listen:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.config.server.tls_cert, self.config.server.tls_key)
+            tls = await self._bind(
+                edge_runner, self.config.server.tls_listen, "server.tls_listen", context
+            )
+        admin_runner = web.AppRunner(build_admin_app(self.metrics, lambda: self._ready))
+        await admin_runner.setup()
+        self._runners.append(admin_runner)
+        admin = await self._bind(
+            admin_runner, self.config.server.admin_listen, "server.admin_listen"
+        )
+        self._ready = True
+        self.listening = Listening(edge=edge, admin=admin, tls=tls)
+        return self.listening
+
+    async def _bind(
+        self,
+        runner: web.BaseRunner,
+        listen: str,
+        key: str,
+        context: ssl.SSLContext | None = None,
+    ) -> tuple[str, int]:
+        host, port = parse_listen(listen, key)
+        site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(exc.errno, f"{key}: cannot listen on {listen}: {exc.strerror}") from exc
+        server = site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        bound = server.sockets[0].getsockname()
+        return str(bound[0]), int(bound[1])
+
+    async def stop(self) -> None:
+        self._ready = False
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        await self.proxy.close()
+
+
+async def serve_forever(gateway: Gateway, announce: bool = True) -> None:
+    """Run until SIGTERM/SIGINT, then stop accepting and finish in-flight requests."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    listening = await gateway.start()
+    if announce:
+        print(f"edge listening on http://{listening.edge[0]}:{listening.edge[1]}", flush=True)
+        if listening.tls:
+            print(f"edge listening on https://{listening.tls[0]}:{listening.tls[1]}", flush=True)
+        print(f"admin listening on http://{listening.admin[0]}:{listening.admin[1]}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()

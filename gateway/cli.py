@@ -1,0 +1,97 @@
+"""Command line: `gateway serve | check-config | demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from gateway.app import Gateway, serve_forever
+from gateway.config import Config, ConfigError, config_path, load_config, to_toml_dict
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "run the edge node"),
+        ("check-config", "validate the config and print the effective values"),
+        ("demo", "run a demo shop with the gateway in front of it"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument(
+            "-c", "--config", help="config file (default: $GATEWAY_CONFIG or config/gateway.toml)"
+        )
+    return parser
+
+
+def _load(path_arg: str | None) -> Config:
+    return load_config(config_path(path_arg))
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(f"gateway: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(json.dumps(to_toml_dict(config), indent=2, sort_keys=True))
+        return 0
+    try:
+        if args.command == "serve":
+            _run(serve_forever(Gateway(config)))
+        else:
+            _run(_demo(config))
+    except OSError as exc:
+        print(f"gateway: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _demo(config: Config) -> None:
+    from aiohttp import web
+
+    from gateway.demo.origin import build_demo_origin, demo_pages
+
+    if not config.sites:
+        raise OSError(0, "demo: the config has no [[sites]] to put the demo shop behind")
+    origin = urlsplit(config.sites[0].origin)
+    runner = web.AppRunner(build_demo_origin(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, origin.hostname, origin.port or 80).start()
+    print(f"demo shop (origin) on {config.sites[0].origin}", flush=True)
+    gateway = Gateway(config)
+
+    async def announce() -> None:
+        while gateway.listening is None:
+            await asyncio.sleep(0.05)
+        port = gateway.listening.edge[1]
+        public = config.sites[0].hosts[0]
+        print("\nOpen these pages through the gateway (view source to see the tag):", flush=True)
+        for path, title in demo_pages():
+            print(f"  http://{public}:{port}{path}  {title}", flush=True)
+        admin_host, admin_port = gateway.listening.admin
+        print(f"\nMetrics: http://{admin_host}:{admin_port}/metrics", flush=True)
+
+    waiter = asyncio.ensure_future(announce())
+    try:
+        await serve_forever(gateway)
+    finally:
+        waiter.cancel()
+        await runner.cleanup()

@@ -1,0 +1,330 @@
+"""Configuration: TOML decoded into msgspec Structs, then checked as a whole.
+
+Every problem is reported as a ConfigError whose message starts with the key
+path (``sites[0].origin``) so an operator knows exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+DEFAULT_CONFIG_PATH = Path("config/gateway.toml")
+PLAN_LIMITS = {"standard": 10_000, "pro": 50_000}
+_SITE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_HOST_NAME = re.compile(
+    r"^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+)
+
+
+class ConfigError(Exception):
+    """A configuration value that cannot be used; the message names its key."""
+
+
+class _Table(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerConfig(_Table):
+    listen: str = "127.0.0.1:8080"
+    admin_listen: str = "127.0.0.1:9090"
+    admin_token: str = ""
+    data_dir: str = "./data"
+    # Shown in Via and used to detect requests that loop back to this node.
+    node_name: str = ""
+    # Peers whose X-Forwarded-* / Forwarded headers are believed (a load balancer).
+    trusted_proxies: list[str] = []
+    # Optional HTTPS listener; X-Forwarded-Proto follows the listener.
+    tls_listen: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    prefix: str = "/__rec/"
+    max_request_line_bytes: int = 8192
+    max_header_bytes: int = 32768
+    max_body_bytes: int = 100 * 1024 * 1024
+    shutdown_grace: float = 10.0
+
+
+class ProxyConfig(_Table):
+    connect_timeout: float = 5.0
+    # Longest wait for the origin's response headers.
+    response_timeout: float = 60.0
+    # Longest silence while a body is streaming (either way).
+    idle_timeout: float = 120.0
+    # Keep-alive pool: connections per origin and idle lifetime.
+    max_connections_per_origin: int = 256
+    keepalive_timeout: float = 30.0
+    # Where injection gives up looking for <head>.
+    inject_scan_limit: int = 65536
+
+
+class UpstreamConfig(_Table):
+    url: str = "local"
+
+
+class StoreConfig(_Table):
+    finalize_after: float = 180.0
+    retention_days: int = 10
+
+
+class ConsentCookie(_Table):
+    name: str = ""
+    values: list[str] = []
+
+
+class BlockRules(_Table):
+    ips: list[str] = []
+    user_agents: list[str] = []
+    visitors: list[str] = []
+
+
+DEFAULT_CONFLICTS = [
+    "smartlook",
+    "hotjar",
+    "clarity.ms",
+    "fullstory",
+    "mouseflow",
+    "logrocket",
+    "luckyorange",
+    "inspectlet",
+    "rrweb",
+]
+
+
+class RecordingConfig(_Table):
+    enabled: bool = True
+    record_mobile: bool = True
+    mask_inputs: bool = True
+    mask_numbers: bool = True
+    mask_emails: bool = True
+    exclude: list[str] = []
+    consent: Literal["none", "opt-in", "opt-out"] = "none"
+    consent_cookie: ConsentCookie = msgspec.field(default_factory=ConsentCookie)
+    respect_gpc: bool = True
+    block: BlockRules = msgspec.field(default_factory=BlockRules)
+    conflicting_scripts: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CONFLICTS))
+    sample_rate: float = 1.0
+
+
+class SiteConfig(_Table):
+    key: str
+    hosts: list[str]
+    origin: str
+    plan: Literal["standard", "pro"] = "standard"
+    monthly_limit: int | None = None
+    # True: the origin sees the visitor's Host; False: the origin's own host.
+    preserve_host: bool = True
+    # Rewrite a Location that points at the origin's own address to the public host.
+    rewrite_location: bool = True
+    # PEM bundle to verify an https origin with (default: the system's CAs).
+    origin_ca: str = ""
+    recording: RecordingConfig = msgspec.field(default_factory=RecordingConfig)
+
+    @property
+    def limit(self) -> int:
+        return self.monthly_limit if self.monthly_limit is not None else PLAN_LIMITS[self.plan]
+
+
+class Config(_Table):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    proxy: ProxyConfig = msgspec.field(default_factory=ProxyConfig)
+    upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    sites: list[SiteConfig] = []
+
+
+# Environment variables that override a key (secrets and ports stay out of files).
+ENV_OVERRIDES = {
+    "GATEWAY_ADMIN_TOKEN": ("server", "admin_token"),
+    "GATEWAY_LISTEN": ("server", "listen"),
+    "GATEWAY_ADMIN_LISTEN": ("server", "admin_listen"),
+    "GATEWAY_TLS_LISTEN": ("server", "tls_listen"),
+    "GATEWAY_DATA_DIR": ("server", "data_dir"),
+    "GATEWAY_UPSTREAM_URL": ("upstream", "url"),
+}
+
+
+def config_path(cli_value: str | None) -> Path:
+    if cli_value:
+        return Path(cli_value)
+    return Path(os.environ.get("GATEWAY_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    return parse_config(raw.decode("utf-8", errors="strict"), env, source=str(path))
+
+
+def parse_config(text: str, env: dict[str, str] | None = None, source: str = "config") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    for var, (table, key) in ENV_OVERRIDES.items():
+        value = (os.environ if env is None else env).get(var)
+        if value:
+            data.setdefault(table, {})[key] = value
+    try:
+        config = msgspec.convert(data, Config, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_describe_validation_error(str(exc))) from exc
+    validate(config)
+    return config
+
+
+def _describe_validation_error(message: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.sites[0].plan`"; lead with the key.
+    text, sep, where = message.rpartition(" - at `")
+    if not sep:
+        return message
+    key = where.rstrip("`").removeprefix("$").removeprefix(".")
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", text)
+    if unknown:
+        full = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
+        return f"{full}: unknown key"
+    return f"{key}: {text.replace('`', '')}"
+
+
+def parse_listen(value: str, key: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port_text)
+
+
+def validate(config: Config) -> None:
+    server = config.server
+    parse_listen(server.listen, "server.listen")
+    parse_listen(server.admin_listen, "server.admin_listen")
+    if server.tls_listen:
+        parse_listen(server.tls_listen, "server.tls_listen")
+        for key in ("tls_cert", "tls_key"):
+            if not getattr(server, key):
+                raise ConfigError(f"server.{key}: required when server.tls_listen is set")
+    for index, cidr in enumerate(server.trusted_proxies):
+        _check_cidr(cidr, f"server.trusted_proxies[{index}]")
+    if not re.fullmatch(r"/([A-Za-z0-9_-]+/)+", server.prefix):
+        raise ConfigError(f"server.prefix: expected a path like '/__rec/', got {server.prefix!r}")
+    for key in ("max_request_line_bytes", "max_header_bytes", "max_body_bytes"):
+        if getattr(server, key) < 1024:
+            raise ConfigError(f"server.{key}: must be at least 1024")
+    if server.shutdown_grace < 0:
+        raise ConfigError("server.shutdown_grace: must not be negative")
+    for key in ("connect_timeout", "response_timeout", "idle_timeout", "keepalive_timeout"):
+        if getattr(config.proxy, key) <= 0:
+            raise ConfigError(f"proxy.{key}: must be positive")
+    if config.proxy.max_connections_per_origin < 1:
+        raise ConfigError("proxy.max_connections_per_origin: must be at least 1")
+    if config.proxy.inject_scan_limit < 1024:
+        raise ConfigError("proxy.inject_scan_limit: must be at least 1024")
+    if config.upstream.url != "local":
+        _check_url(config.upstream.url, "upstream.url")
+    if config.store.finalize_after <= 0:
+        raise ConfigError("store.finalize_after: must be positive")
+    if config.store.retention_days < 1:
+        raise ConfigError("store.retention_days: must be at least 1")
+    _validate_sites(config.sites)
+
+
+def _validate_sites(sites: list[SiteConfig]) -> None:
+    keys: dict[str, int] = {}
+    hosts: dict[str, int] = {}
+    for index, site in enumerate(sites):
+        where = f"sites[{index}]"
+        if not _SITE_KEY.match(site.key):
+            raise ConfigError(f"{where}.key: 1-64 characters of [A-Za-z0-9_-], got {site.key!r}")
+        if site.key in keys:
+            raise ConfigError(
+                f"{where}.key: {site.key!r} is already used by sites[{keys[site.key]}]"
+            )
+        keys[site.key] = index
+        _check_url(site.origin, f"{where}.origin")
+        if not site.hosts:
+            raise ConfigError(f"{where}.hosts: at least one host name is required")
+        for h_index, host in enumerate(site.hosts):
+            name = host.lower().rstrip(".")
+            if not _is_host_pattern(name):
+                raise ConfigError(
+                    f"{where}.hosts[{h_index}]: not a host name or *.wildcard: {host!r}"
+                )
+            if name in hosts:
+                raise ConfigError(
+                    f"{where}.hosts[{h_index}]: {host!r} is already claimed by sites[{hosts[name]}]"
+                )
+            hosts[name] = index
+        if site.monthly_limit is not None and site.monthly_limit < 0:
+            raise ConfigError(f"{where}.monthly_limit: must not be negative")
+        rec = site.recording
+        if not 0.0 <= rec.sample_rate <= 1.0:
+            raise ConfigError(f"{where}.recording.sample_rate: must be between 0 and 1")
+        for p_index, pattern in enumerate(rec.exclude):
+            if not pattern.startswith("/"):
+                raise ConfigError(
+                    f"{where}.recording.exclude[{p_index}]: a path pattern starts with '/'"
+                )
+        for c_index, cidr in enumerate(rec.block.ips):
+            _check_cidr(cidr, f"{where}.recording.block.ips[{c_index}]")
+        for u_index, ua in enumerate(rec.block.user_agents):
+            try:
+                re.compile(ua)
+            except re.error as exc:
+                raise ConfigError(
+                    f"{where}.recording.block.user_agents[{u_index}]: bad pattern: {exc}"
+                ) from exc
+        if rec.consent_cookie.name and not rec.consent_cookie.values:
+            raise ConfigError(f"{where}.recording.consent_cookie.values: name is set but no values")
+        if site.origin_ca and not Path(site.origin_ca).is_file():
+            raise ConfigError(f"{where}.origin_ca: no such file {site.origin_ca!r}")
+
+
+def _is_host_pattern(name: str) -> bool:
+    if _HOST_NAME.match(name):
+        return True
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _check_url(value: str, key: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key}: expected an http:// or https:// URL, got {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{key}: bad port in {value!r}") from exc
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{key}: must not have a query or fragment: {value!r}")
+
+
+def _check_cidr(value: str, key: str) -> None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: not an IP address or CIDR range: {value!r}") from exc
+
+
+def node_name(config: Config) -> str:
+    return config.server.node_name or f"gateway-{socket.gethostname()}"
+
+
+def to_toml_dict(config: Config) -> dict[str, object]:
+    """The effective config as plain data (admin token hidden) for check-config."""
+    data = msgspec.to_builtins(config)
+    assert isinstance(data, dict)
+    if data["server"].get("admin_token"):
+        data["server"]["admin_token"] = "***"
+    return data

@@ -1,0 +1,324 @@
+"""Decide where (and whether) to insert one tag into a streamed HTML page.
+
+The proxy pushes the response body through an HtmlInjector, which holds it
+back until it has seen enough of the document head to decide, then releases
+it with the tag inserted. Scanning works on raw bytes: the encodings pages
+use (UTF-8, ISO-8859-1, Shift_JIS...) never put the ASCII bytes that make
+up markup inside a multibyte character, so nothing needs decoding.
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+import re
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+
+# Called once, at the decision point, with the content of every enforced
+# <meta http-equiv="Content-Security-Policy"> seen so far. Returns the tag
+# to insert, or a reason not to inject.
+Decide = Callable[[list[str]], bytes | str]
+
+_LT, _GT, _EQ, _SLASH, _BANG = b"<>=/!"
+_WHITESPACE = b" \t\n\r\f"
+_NOT_WS = re.compile(rb"[^ \t\n\r\f]")
+_NOT_WS_OR_SLASH = re.compile(rb"[^ \t\n\r\f/]")
+_TAG_NAME_END = re.compile(rb"[ \t\n\r\f/>]")
+_ATTR_NAME_END = re.compile(rb"[ \t\n\r\f/>=]")
+_UNQUOTED_END = re.compile(rb"[ \t\n\r\f>]")
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF8_BOM = b"\xef\xbb\xbf"
+# Elements whose content is text up to their end tag, not markup.
+_RAW_TEXT = frozenset({b"script", b"style", b"textarea", b"title", b"noscript"})
+_HEAD_CONTENT = frozenset(
+    {b"meta", b"title", b"link", b"style", b"script", b"base", b"noscript", b"template"}
+)
+_HEAD_CLOSERS = frozenset({b"head", b"body", b"html"})
+_AMP_ATTRS = frozenset({b"amp", "⚡".encode()})
+# http-equiv values that, like charset, belong before anything we insert.
+_EARLY_EQUIVS = frozenset({b"content-type", b"x-ua-compatible"})
+
+
+class _Kind(enum.Enum):
+    UTF16 = enum.auto()  # the document starts with a UTF-16 byte order mark
+    TEXT = enum.auto()  # a non-whitespace byte of text
+    START = enum.auto()
+    END = enum.auto()
+    RAW = enum.auto()  # content of a raw-text element, e.g. a script body
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: _Kind
+    start: int
+    end: int
+    name: bytes = b""  # lowercase; for RAW, the enclosing element
+    attrs: dict[bytes, bytes] = field(default_factory=dict)  # lowercase name -> raw value
+
+
+class _Lexer:
+    """Incremental HTML tokenizer over a growing buffer.
+
+    `tokens` yields complete tokens, or None when it needs bytes beyond
+    `end`. Being a generator, it resumes exactly where it stopped, so each
+    byte is examined a bounded number of times however the input is chunked.
+    Whitespace, comments, doctypes and processing instructions yield nothing.
+    """
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.low = bytearray()  # ASCII-lowercased copy for case-insensitive matching
+        self.end = 0
+        self.tokens = self._tokens()
+
+    def append(self, data: bytes) -> None:
+        self.buf += data
+        self.low += data.lower()
+
+    def _tokens(self) -> Generator[_Token | None, None, None]:
+        low = self.low
+        yield from self._need(1)
+        if low[0] in b"\xef\xfe\xff":  # maybe a byte order mark
+            yield from self._need(3 if low[0] == 0xEF else 2)
+        if low[:2] in _UTF16_BOMS:
+            yield _Token(_Kind.UTF16, 0, 2)
+            return
+        pos = len(_UTF8_BOM) if low.startswith(_UTF8_BOM) else 0
+        while True:
+            start = yield from self._seek(_NOT_WS, pos)
+            if low[start] != _LT:
+                yield _Token(_Kind.TEXT, start, start + 1)
+                pos = yield from self._find(b"<", start)
+                continue
+            yield from self._need(start + 2)
+            second = low[start + 1]
+            if second == _SLASH:
+                yield from self._need(start + 3)
+            elif second == _BANG:
+                yield from self._need(start + 4)
+            if low.startswith(b"<!--", start):
+                pos = (yield from self._find(b"-->", start + 2)) + 3
+            elif _is_letter(low, start + 1) or (second == _SLASH and _is_letter(low, start + 2)):
+                tag = yield from self._tag(start)
+                yield tag
+                pos = tag.end
+                if tag.kind is _Kind.START and tag.name in _RAW_TEXT:
+                    pos = yield from self._raw_text_end(tag.name, pos)
+                    yield _Token(_Kind.RAW, tag.end, pos, tag.name)
+            elif second in b"!?/":  # doctype, <?...>, </>...: up to the next ">"
+                pos = (yield from self._find(b">", start + 2)) + 1
+            else:  # a "<" that opens nothing is text
+                yield _Token(_Kind.TEXT, start, start + 1)
+                pos = start + 1
+
+    def _tag(self, start: int) -> Generator[None, None, _Token]:
+        """Parse the start or end tag at `start`, as an HTML tokenizer would."""
+        low = self.low
+        kind = _Kind.END if low[start + 1] == _SLASH else _Kind.START
+        name_start = start + (2 if kind is _Kind.END else 1)
+        pos = yield from self._seek(_TAG_NAME_END, name_start)
+        name = bytes(low[name_start:pos])
+        attrs: dict[bytes, bytes] = {}
+        while True:
+            pos = yield from self._seek(_NOT_WS_OR_SLASH, pos)
+            if low[pos] == _GT:
+                return _Token(kind, start, pos + 1, name, attrs)
+            # The first byte of a name is taken even if it is "=".
+            name_end = yield from self._seek(_ATTR_NAME_END, pos + 1)
+            attr = bytes(low[pos:name_end])
+            pos = yield from self._seek(_NOT_WS, name_end)
+            value = b""
+            if low[pos] == _EQ:
+                pos = yield from self._seek(_NOT_WS, pos + 1)
+                if low[pos] in b"\"'":
+                    close = yield from self._find(bytes(low[pos : pos + 1]), pos + 1)
+                    value = bytes(self.buf[pos + 1 : close])
+                    pos = close + 1
+                else:
+                    value_end = yield from self._seek(_UNQUOTED_END, pos)
+                    value = bytes(self.buf[pos:value_end])
+                    pos = value_end
+            attrs.setdefault(attr, value)  # the first of duplicate attributes wins
+
+    def _raw_text_end(self, name: bytes, pos: int) -> Generator[None, None, int]:
+        """Where the end tag closing raw-text element `name` starts."""
+        close = b"</" + name
+        while True:
+            pos = yield from self._find(close, pos)
+            after = pos + len(close)
+            yield from self._need(after + 1)
+            if self.low[after] in _WHITESPACE or self.low[after] in (_SLASH, _GT):
+                return pos
+            pos += 1
+
+    def _need(self, end: int) -> Generator[None, None, None]:
+        while self.end < end:
+            yield None
+
+    def _seek(self, byte_class: re.Pattern[bytes], pos: int) -> Generator[None, None, int]:
+        """Index of the first byte at or after `pos` in a one-byte class."""
+        while (match := byte_class.search(self.low, pos, self.end)) is None:
+            pos = self.end
+            yield None
+        return match.start()
+
+    def _find(self, sub: bytes, pos: int) -> Generator[None, None, int]:
+        while (found := self.low.find(sub, pos, self.end)) < 0:
+            pos = max(pos, self.end - len(sub) + 1)  # `sub` may straddle the end
+            yield None
+        return found
+
+
+def _is_letter(low: bytearray, index: int) -> bool:
+    return low[index : index + 1].isalpha()  # ASCII only, unlike str.isalpha
+
+
+def _ends_head(token: _Token) -> bool:
+    if token.kind is _Kind.START:
+        return token.name not in _HEAD_CONTENT
+    if token.kind is _Kind.END:
+        return token.name in _HEAD_CLOSERS
+    return token.kind is _Kind.TEXT
+
+
+def _must_precede_tag(meta: dict[bytes, bytes]) -> bool:
+    return b"charset" in meta or meta.get(b"http-equiv", b"").lower() in _EARLY_EQUIVS
+
+
+class HtmlInjector:
+    """Holds back the start of an HTML document until it knows where the tag goes.
+
+    Output concatenated is the input, plus the tag exactly once at the
+    insertion point when `outcome == "injected"`.
+    """
+
+    def __init__(
+        self,
+        decide: Decide,
+        *,
+        own_marker: bytes,
+        conflicts: Sequence[bytes],
+        limit: int = 65536,
+    ) -> None:
+        if not own_marker or not all(conflicts) or limit < 1:
+            # An empty pattern would match every page.
+            raise ValueError("markers must be non-empty and limit positive")
+        self._decide = decide
+        self._own_marker = own_marker.lower()
+        self._conflicts = [pattern.lower() for pattern in conflicts]
+        self._limit = limit
+        self._lexer: _Lexer | None = _Lexer()  # None once decided
+        self._point: int | None = None  # insertion point, once a head is seen
+        self._pinning = False  # whether a charset-like <meta> may still move the point
+        self._csp: list[str] = []
+        self._insert: tuple[int, bytes] | None = None
+        self._outcome: str | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self._outcome is not None
+
+    @property
+    def outcome(self) -> str | None:
+        return self._outcome
+
+    def feed(self, data: bytes) -> bytes:
+        """Take the next piece of the body; return what may be sent now."""
+        lexer = self._lexer
+        if lexer is None:
+            return data
+        lexer.append(data)
+        # Scanning stops at `limit` so the outcome never depends on chunking.
+        lexer.end = min(len(lexer.buf), self._limit)
+        while self._outcome is None and (token := next(lexer.tokens)) is not None:
+            self._on_token(token, lexer.low)
+        if self._outcome is None and len(lexer.buf) >= self._limit:
+            self._give_up()
+        return self._release(lexer.buf)
+
+    def finish(self) -> bytes:
+        """End of the body: decide if still undecided; return what was held."""
+        if self._lexer is None:
+            return b""
+        self._give_up()
+        return self._release(self._lexer.buf)
+
+    def _on_token(self, token: _Token, low: bytearray) -> None:
+        if token.kind is _Kind.UTF16:
+            self._outcome = "utf16"
+            return
+        source = low[token.start : token.end]
+        in_script = token.name == b"script" and token.kind is not _Kind.END
+        if (in_script or token.kind is _Kind.START) and self._own_marker in source:
+            self._outcome = "already"
+        elif in_script and any(pattern in source for pattern in self._conflicts):
+            self._outcome = "conflict"
+        elif self._point is None:
+            self._before_head(token)
+        else:
+            self._in_head(token, self._point)
+
+    def _before_head(self, token: _Token) -> None:
+        if token.kind is _Kind.TEXT:
+            self._conclude(token.start)
+        elif token.kind is not _Kind.START:
+            return  # stray end tags
+        elif token.name == b"html":
+            if _AMP_ATTRS & token.attrs.keys():
+                self._outcome = "amp"
+        elif token.name == b"head":
+            self._open_head(token.end)
+        elif token.name == b"body":
+            self._conclude(token.end)
+        elif token.name in _HEAD_CONTENT:
+            # The head's tags are optional: this one opens an implied head.
+            self._open_head(token.start)
+            self._in_head(token, token.start)
+        else:
+            self._conclude(token.start)
+
+    def _open_head(self, point: int) -> None:
+        self._point = point
+        self._pinning = True
+
+    def _in_head(self, token: _Token, point: int) -> None:
+        is_meta = token.kind is _Kind.START and token.name == b"meta"
+        # Only metas right at the head's start may move the point.
+        self._pinning = self._pinning and is_meta
+        if is_meta:
+            if self._pinning and _must_precede_tag(token.attrs):
+                self._point = token.end
+            self._collect_csp(token.attrs)
+        elif _ends_head(token):
+            self._conclude(point)
+
+    def _collect_csp(self, meta: dict[bytes, bytes]) -> None:
+        equiv = meta.get(b"http-equiv", b"").lower()
+        if equiv == b"content-security-policy" and b"content" in meta:
+            self._csp.append(html.unescape(meta[b"content"].decode("latin-1")))
+
+    def _give_up(self) -> None:
+        """Decide with what has been seen: without a head there is no place."""
+        if self._point is None:
+            self._outcome = "no_marker"
+        else:
+            self._conclude(self._point)
+
+    def _conclude(self, point: int) -> None:
+        result = self._decide(self._csp)
+        if isinstance(result, str):
+            self._outcome = result
+        else:
+            self._outcome = "injected"
+            self._insert = (point, result)
+
+    def _release(self, held: bytearray) -> bytes:
+        if self._outcome is None:
+            return b""
+        self._lexer = None  # from now on, pass through
+        if self._insert is None:
+            return bytes(held)
+        point, tag = self._insert
+        return b"".join((held[:point], tag, held[point:]))

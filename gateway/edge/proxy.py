@@ -1,0 +1,355 @@
+"""The streaming reverse proxy: one request in, one request to the origin, one answer out.
+
+Bodies stream both ways with back-pressure (aiohttp's StreamReader pauses the
+socket it reads from; every write awaits drain). Nothing is buffered whole.
+Failures before the origin's headers become 502/504 JSON answers; failures
+after them abort the client connection so a truncated body is never passed
+off as complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.config import Config, node_name
+from gateway.edge.admission import Admitted, Limits, admit
+from gateway.edge.eligibility import Candidate, judge
+from gateway.edge.errors import json_error
+from gateway.edge.headers import TrustedProxies, has_token, request_headers, response_headers
+from gateway.edge.recorder_asset import RecorderAsset
+from gateway.edge.relay import relay_untouched
+from gateway.edge.reserved import serve_reserved
+from gateway.edge.rewrite import relay_injected
+from gateway.edge.routing import HostRouter
+from gateway.edge.sites import Site
+from gateway.edge.upgrade import tunnel_upgrade
+from gateway.edge.validators import (
+    add_vary,
+    mark_injected,
+    strip_range_for_navigation,
+    translate_if_none_match,
+)
+from gateway.metrics import Metrics, method_label, status_class
+
+# aiohttp's client adds these unless told not to; the origin must see the client's own.
+_SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Proxy:
+    def __init__(
+        self, config: Config, sites: list[Site], metrics: Metrics, recorder: RecorderAsset
+    ):
+        self._config = config
+        self._metrics = metrics
+        self._recorder = recorder
+        self._router = HostRouter([(s.config.hosts, s) for s in sites])
+        server = config.server
+        self._limits = Limits(
+            request_line=server.max_request_line_bytes,
+            headers=server.max_header_bytes,
+            body=server.max_body_bytes,
+        )
+        self._prefix = server.prefix
+        self._pseudonym = node_name(config)
+        self._via = f"1.1 {self._pseudonym}"
+        self._trusted = TrustedProxies(server.trusted_proxies)
+        proxy = config.proxy
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=proxy.connect_timeout, sock_read=proxy.idle_timeout
+        )
+        self._response_timeout = proxy.response_timeout
+        self._scan_limit = proxy.inject_scan_limit
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        proxy = self._config.proxy
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            limit_per_host=proxy.max_connections_per_origin,
+            keepalive_timeout=proxy.keepalive_timeout,
+            ttl_dns_cache=60,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=self._timeout,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _admit(self, request: web.BaseRequest) -> Admitted | web.Response:
+        verdict = admit(
+            request,
+            self._router,
+            limits=self._limits,
+            prefix=self._prefix,
+            pseudonym=self._pseudonym,
+        )
+        if isinstance(verdict, web.Response):
+            self._metrics.rejected.labels(reason=_error_code(verdict)).inc()
+        return verdict
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        verdict = self._admit(request)
+        if isinstance(verdict, web.Response):
+            return verdict
+        expect = request.headers.get("Expect")
+        if expect is not None:
+            # Answered here, after the checks above: a refused request never sends its body.
+            if expect.lower() != "100-continue":
+                return json_error(417, "expectation_failed", "only 100-continue is supported")
+            if request.version >= (1, 1) and not verdict.reserved:
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if verdict.reserved:
+            return serve_reserved(request, verdict, self._prefix, self._recorder)
+        site = verdict.site
+        if has_token(request.headers.get("Connection"), "upgrade") and "Upgrade" in request.headers:
+            return await tunnel_upgrade(
+                request,
+                site,
+                headers=self._origin_headers(request, verdict, keep_upgrade=True),
+                target=verdict.target,
+                connect_timeout=self._config.proxy.connect_timeout,
+                response_timeout=self._response_timeout,
+                via=self._via,
+                metrics=self._metrics,
+            )
+        return await self._forward(request, verdict)
+
+    def _origin_headers(
+        self, request: web.BaseRequest, admitted: Admitted, keep_upgrade: bool = False
+    ) -> CIMultiDict[str]:
+        site = admitted.site
+        peer = request.remote or ""
+        headers = request_headers(
+            request.raw_headers,
+            host=admitted.client_host if site.config.preserve_host else site.origin_authority,
+            client_host=admitted.client_host,
+            peer=peer,
+            scheme="https" if request.secure else "http",
+            trusted=peer in self._trusted,
+            via=self._via,
+            keep_upgrade=keep_upgrade,
+        )
+        if request.content_length is not None and request.body_exists:
+            headers["Content-Length"] = str(request.content_length)
+        return headers
+
+    async def _forward(self, request: web.BaseRequest, admitted: Admitted) -> web.StreamResponse:
+        site = admitted.site
+        assert self._session is not None
+        headers = self._origin_headers(request, admitted)
+        strip_range_for_navigation(headers)
+        asked_current = False
+        inm = headers.get("If-None-Match")
+        if inm is not None:
+            translated, asked_current = translate_if_none_match(inm, site.snippet_version)
+            if translated is None:
+                del headers["If-None-Match"]
+            else:
+                headers["If-None-Match"] = translated
+        url = URL(str(site.origin.origin()) + site.origin_path + admitted.target, encoded=True)
+        body_state = _BodyState()
+        body = _stream_body(request, self._limits.body, body_state) if request.body_exists else None
+        labels = self._metrics
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            # Without a body to send, the whole wait is for the origin's answer.
+            timer = asyncio.timeout(self._response_timeout if body is None else None)
+            async with timer:
+                origin = await self._session.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                    skip_auto_headers=_SKIP_AUTO_HEADERS,
+                    ssl=site.ssl,
+                    compress=None,
+                )
+        except asyncio.CancelledError:
+            labels.client_disconnects.labels(site=site.key).inc()
+            raise
+        except Exception as exc:  # every origin failure maps to a JSON answer below
+            if body_state.too_large:
+                return self._answer(
+                    request,
+                    site,
+                    json_error(
+                        413, "body_too_large", f"request body larger than {self._limits.body} bytes"
+                    ),
+                )
+            return self._answer(request, site, self._origin_failure(site, exc))
+        labels.origin_latency.labels(site=site.key).observe(loop.time() - started)
+        completed = False
+        try:
+            response = await self._relay(request, admitted, origin, asked_current)
+            completed = True
+            return response
+        except asyncio.CancelledError:
+            labels.client_disconnects.labels(site=site.key).inc()
+            raise
+        finally:
+            if completed and origin.content.is_eof():
+                origin.release()
+            else:
+                # Never put a half-read connection back in the pool.
+                origin.close()
+
+    def _answer(self, request: web.BaseRequest, site: Site, response: web.Response) -> web.Response:
+        self._metrics.proxied_requests.labels(
+            site=site.key,
+            method=method_label(request.method),
+            status_class=status_class(response.status),
+        ).inc()
+        return response
+
+    def _origin_failure(self, site: Site, exc: BaseException) -> web.Response:
+        kind, status, detail = _classify(exc)
+        self._metrics.origin_errors.labels(site=site.key, kind=kind).inc()
+        code = "origin_timeout" if status == 504 else "bad_gateway"
+        return json_error(status, code, detail)
+
+    async def _relay(
+        self,
+        request: web.BaseRequest,
+        admitted: Admitted,
+        origin: aiohttp.ClientResponse,
+        asked_current: bool,
+    ) -> web.StreamResponse:
+        site = admitted.site
+        headers = response_headers(origin.raw_headers, via=self._via)
+        if site.config.rewrite_location:
+            _rewrite_location(headers, site, request, admitted.client_host)
+        verdict = judge(
+            site,
+            method=request.method,
+            path=admitted.path,
+            status=origin.status,
+            request_headers=request.headers,
+            response_headers=origin.headers,
+            peer=request.remote,
+        )
+        metrics = self._metrics
+        if (
+            site.config.recording.respect_gpc
+            and origin.status == 200
+            and request.method in ("GET", "HEAD")
+            and _is_html(origin)
+        ):
+            # Whether the page is injected depends on Sec-GPC: caches must know.
+            add_vary(headers, "Sec-GPC")
+        if isinstance(verdict, Candidate):
+            if request.method == "GET":
+                response = await relay_injected(
+                    request,
+                    site,
+                    origin,
+                    headers,
+                    candidate=verdict,
+                    client_host=admitted.client_host,
+                    scan_limit=self._scan_limit,
+                    metrics=metrics,
+                )
+                self._count(request, site, response.status)
+                return response
+            # HEAD: the headers GET would have, with no length to contradict it.
+            mark_injected(headers, site.snippet_version)
+            metrics.injections.labels(site=site.key, outcome="head").inc()
+            self._count(request, site, origin.status)
+            return await relay_untouched(
+                request, site, origin, headers, self._metrics, keep_length=False
+            )
+        if asked_current and origin.status == 304:
+            mark_injected(headers, site.snippet_version)
+        metrics.injections.labels(site=site.key, outcome=verdict).inc()
+        self._count(request, site, origin.status)
+        return await relay_untouched(request, site, origin, headers, metrics)
+
+    def _count(self, request: web.BaseRequest, site: Site, status: int) -> None:
+        self._metrics.proxied_requests.labels(
+            site=site.key, method=method_label(request.method), status_class=status_class(status)
+        ).inc()
+
+
+class _BodyState:
+    __slots__ = ("received", "too_large")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.too_large = False
+
+
+async def _stream_body(
+    request: web.BaseRequest, limit: int, state: _BodyState
+) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_any():
+        state.received += len(chunk)
+        if state.received > limit:
+            state.too_large = True
+            raise BodyTooLarge(f"request body larger than {limit} bytes")
+        yield chunk
+
+
+def _error_code(response: web.Response) -> str:
+    return {
+        400: "bad_request",
+        405: "connect",
+        413: "body_too_large",
+        414: "uri_too_long",
+        421: "unknown_host",
+        431: "headers_too_large",
+        508: "loop",
+    }.get(response.status, "other")
+
+
+def _classify(exc: BaseException) -> tuple[str, int, str]:
+    """(metric kind, status, detail) for an origin failure."""
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return "timeout", 504, "the origin did not answer in time"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "refused", 502, f"cannot connect to the origin: {exc.os_error.strerror or exc}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "reset", 502, "the origin closed the connection without an answer"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "bad_response", 502, f"the origin sent an invalid response: {exc.message}"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "bad_response", 502, "the origin sent an invalid body"
+    if isinstance(exc, (aiohttp.ClientOSError, OSError)):
+        return "reset", 502, "the connection to the origin failed"
+    return "other", 502, f"the origin request failed: {type(exc).__name__}"
+
+
+def _is_html(origin: aiohttp.ClientResponse) -> bool:
+    return origin.content_type in ("text/html", "application/xhtml+xml")
+
+
+def _rewrite_location(
+    headers: CIMultiDict[str], site: Site, request: web.BaseRequest, client_host: str
+) -> None:
+    location = headers.get("Location")
+    if not location:
+        return
+    for prefix in site.origin_prefixes:
+        if location.lower().startswith(prefix.lower()):
+            rest = location[len(prefix) :]
+            if rest and rest[0] not in "/?#":
+                continue
+            scheme = "https" if request.secure else "http"
+            headers["Location"] = f"{scheme}://{client_host}{rest or '/'}"
+            return

@@ -1,0 +1,157 @@
+"""Fixtures: a real origin on loopback and a real gateway in front of it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.app import Gateway
+from gateway.config import Config, parse_config
+from tests.integration.origin_app import OriginState, build_origin
+
+BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130 Safari/537.36"
+
+
+@dataclass
+class Origin:
+    url: str
+    port: int
+    state: OriginState
+    connections: list[int]
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[Origin]:
+    state = OriginState()
+    app = build_origin(state)
+    # handler_cancellation: the origin notices when the gateway drops its connection.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    connections: list[int] = []
+    # Count TCP connections the origin accepts (keep-alive reuse test).
+    original = server._protocol_factory  # type: ignore[union-attr]
+
+    def counting_factory() -> Any:
+        connections.append(1)
+        return original()
+
+    server._protocol_factory = counting_factory  # type: ignore[union-attr]
+    yield Origin(url=f"http://127.0.0.1:{port}", port=port, state=state, connections=connections)
+    await runner.cleanup()
+
+
+def site_config(
+    origin_url: str,
+    *,
+    extra_site: str = "",
+    extra_server: str = "",
+    extra_proxy: str = "",
+    recording: str = "",
+) -> Config:
+    text = f"""
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+node_name = "gw-test"
+{extra_server}
+
+[proxy]
+{extra_proxy}
+
+[[sites]]
+key = "shop"
+hosts = ["shop.test", "*.shop.test", "127.0.0.1"]
+origin = "{origin_url}"
+{extra_site}
+
+[sites.recording]
+exclude = ["/admin/*"]
+{recording}
+"""
+    return parse_config(text, env={})
+
+
+@dataclass
+class RunningGateway:
+    gateway: Gateway
+    url: str
+    admin_url: str
+    port: int
+
+    async def metric_becomes(self, name: str, value: float, **labels: str) -> float:
+        """Poll a metric that settles just after a response ends."""
+        for _ in range(100):
+            if self.metric(name, **labels) == value:
+                break
+            await asyncio.sleep(0.02)
+        return self.metric(name, **labels)
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.gateway.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+
+GatewayFactory = Callable[..., Awaitable[RunningGateway]]
+
+
+@pytest.fixture
+async def make_gateway(origin: Origin) -> AsyncIterator[GatewayFactory]:
+    started: list[Gateway] = []
+
+    async def factory(config: Config | None = None, **kwargs: str) -> RunningGateway:
+        gateway = Gateway(config or site_config(origin.url, **kwargs))
+        listening = await gateway.start()
+        started.append(gateway)
+        host, port = listening.edge
+        admin_host, admin_port = listening.admin
+        return RunningGateway(
+            gateway, f"http://{host}:{port}", f"http://{admin_host}:{admin_port}", port
+        )
+
+    yield factory
+    for gateway in started:
+        await gateway.stop()
+
+
+@pytest.fixture
+async def gw(make_gateway: GatewayFactory) -> RunningGateway:
+    return await make_gateway()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    session = aiohttp.ClientSession(
+        auto_decompress=False,
+        headers={"User-Agent": BROWSER_UA, "Host": "shop.test"},
+    )
+    yield session
+    await session.close()
+
+
+async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 3.0) -> bytes:
+    """Send raw bytes, return everything the gateway answers until it closes or goes quiet."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    chunks: list[bytes] = []
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), read_timeout)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except TimeoutError:
+        chunks.append(b"<<open>>")
+    writer.close()
+    return b"".join(chunks)
