@@ -6,6 +6,7 @@ import asyncio
 import signal
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -89,8 +90,8 @@ class Gateway:
             await site.start()
         except OSError as exc:
             raise OSError(exc.errno, f"{key}: cannot listen on {listen}: {exc.strerror}") from exc
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
+        # uvloop's server is not asyncio's class, but both have `sockets`.
+        server: Any = site._server
         bound = server.sockets[0].getsockname()
         return str(bound[0]), int(bound[1])
 
@@ -108,7 +109,11 @@ async def serve_forever(gateway: Gateway, announce: bool = True) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    listening = await gateway.start()
+    try:
+        listening = await gateway.start()
+    except BaseException:
+        await gateway.stop()
+        raise
     if announce:
         print(f"edge listening on http://{listening.edge[0]}:{listening.edge[1]}", flush=True)
         if listening.tls:

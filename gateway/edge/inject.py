@@ -166,7 +166,7 @@ class _Lexer:
 
     def _find(self, sub: bytes, pos: int) -> Generator[None, None, int]:
         while (found := self.low.find(sub, pos, self.end)) < 0:
-            pos = max(pos, self.end - len(sub) + 1)  # `sub` may straddle the end
+            pos = max(pos, self.end)  # `sub` may straddle the end
             yield None
         return found
 

@@ -100,6 +100,7 @@ async def test_one_gib_download_streams_with_bounded_memory(
     stop.set()
     await sampler
     assert received == SIZE_MIB * 1024 * 1024
+    print(f"download peak gateway RSS: {gateway_process.peak_rss >> 20} MiB")
     assert gateway_process.peak_rss < RSS_BOUND, f"peak RSS {gateway_process.peak_rss >> 20} MiB"
 
 
@@ -130,5 +131,6 @@ async def test_one_gib_upload_streams_with_bounded_memory(
     stop.set()
     await sampler
     assert answer["received"] == SIZE_MIB * 1024 * 1024
+    print(f"upload peak gateway RSS: {gateway_process.peak_rss >> 20} MiB")
     assert answer["crc32"] == expected
     assert gateway_process.peak_rss < RSS_BOUND, f"peak RSS {gateway_process.peak_rss >> 20} MiB"
