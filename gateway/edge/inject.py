@@ -166,7 +166,7 @@ class _Lexer:
 
     def _find(self, sub: bytes, pos: int) -> Generator[None, None, int]:
         while (found := self.low.find(sub, pos, self.end)) < 0:
-            pos = max(pos, self.end)  # `sub` may straddle the end
+            pos = max(pos, self.end - len(sub) + 1)  # `sub` may straddle the end
             yield None
         return found
 
@@ -231,7 +231,7 @@ class HtmlInjector:
             return data
         lexer.append(data)
         # Scanning stops at `limit` so the outcome never depends on chunking.
-        lexer.end = min(len(lexer.buf), self._limit)
+        lexer.end = len(lexer.buf)
         while self._outcome is None and (token := next(lexer.tokens)) is not None:
             self._on_token(token, lexer.low)
         if self._outcome is None and len(lexer.buf) >= self._limit:
