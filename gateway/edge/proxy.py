@@ -205,6 +205,7 @@ class Proxy:
             labels.client_disconnects.labels(site=site.key).inc()
             raise
         finally:
+            labels.request_bytes.labels(site=site.key).inc(body_state.received)
             if completed and origin.content.is_eof():
                 origin.release()
             else:

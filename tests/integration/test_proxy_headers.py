@@ -160,3 +160,22 @@ async def test_path_and_query_forwarded_exactly(gw: RunningGateway, origin: Orig
     )
     assert answer.startswith(b"HTTP/1.1 200")
     assert origin.state.requests[-1]["raw_path"] == target.decode()
+
+
+async def test_metrics_count_requests_and_bytes(
+    gw: RunningGateway, client: aiohttp.ClientSession
+) -> None:
+    async with client.post(gw.url + "/upload", data=b"x" * 1000) as response:
+        body = await response.read()
+    assert gw.metric("gateway_proxy_request_bytes_total", site="shop") == 1000
+    assert gw.metric("gateway_proxy_response_bytes_total", site="shop") == len(body)
+    assert (
+        gw.metric("gateway_proxy_requests_total", site="shop", method="POST", status_class="2xx")
+        == 1
+    )
+    assert gw.metric("gateway_origin_latency_seconds_count", site="shop") == 1
+    async with client.get(gw.admin_url + "/metrics") as response:
+        text = await response.text()
+    assert 'gateway_proxy_requests_total{method="POST",site="shop",status_class="2xx"} 1.0' in text
+    async with client.get(gw.admin_url + "/readyz") as response:
+        assert response.status == 200

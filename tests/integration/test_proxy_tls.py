@@ -59,9 +59,10 @@ async def test_https_origin_with_wrong_name_refused(
     gw = await make_gateway(
         site_config(f"https://127.0.0.1:{tls_origin}", extra_site=f'origin_ca = "{ca_file}"')
     )
-    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as session, session.get(
-        gw.url + "/echo"
-    ) as response:
+    async with (
+        aiohttp.ClientSession(headers={"Host": "shop.test"}) as session,
+        session.get(gw.url + "/echo") as response,
+    ):
         assert response.status == 502
 
 
@@ -84,11 +85,13 @@ async def test_tls_listener_reports_https(
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
     connector = aiohttp.TCPConnector(ssl=client_context)
-    async with aiohttp.ClientSession(connector=connector) as session, session.get(
-        f"https://127.0.0.1:{listening.tls[1]}/echo",
-        headers={"Host": "shop.test"},
-        server_hostname="shop.test",
-    ) as response:
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(
+            f"https://127.0.0.1:{listening.tls[1]}/echo",
+            headers={"Host": "shop.test"},
+            server_hostname="shop.test",
+        ) as response,
+    ):
         seen = await response.json()
     assert ["X-Forwarded-Proto", "https"] in seen["headers"]
-
