@@ -231,7 +231,7 @@ class HtmlInjector:
             return data
         lexer.append(data)
         # Scanning stops at `limit` so the outcome never depends on chunking.
-        lexer.end = len(lexer.buf)
+        lexer.end = min(len(lexer.buf), self._limit)
         while self._outcome is None and (token := next(lexer.tokens)) is not None:
             self._on_token(token, lexer.low)
         if self._outcome is None and len(lexer.buf) >= self._limit:
