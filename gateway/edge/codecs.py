@@ -15,6 +15,7 @@ import zstandard
 SUPPORTED: tuple[str, ...] = ("gzip", "deflate", "br", "zstd")
 
 PIECE = 64 * 1024
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
 # RFC 9659: HTTP zstd senders must not use windows over 8 MiB, so larger ones are hostile.
 ZSTD_MAX_WINDOW = 8 * 1024 * 1024
 # The zstandard binding cannot bound its output, but one input byte yields at most
@@ -45,7 +46,10 @@ class Decoder(Protocol):
 
 class Encoder(Protocol):
     def compress(self, data: bytes) -> bytes:
-        """Encoded data, flushed so that the client can decode everything given so far."""
+        """Encoded data, flushed so that the client can decode everything given so far.
+
+        b"" for b"": what came before is flushed already, a lone marker would be waste.
+        """
         ...
 
     def finish(self) -> bytes:
@@ -95,11 +99,16 @@ class _ZlibDecoder:
             data, self._head = self._head, b""
         try:
             while data:
-                out = self._z.decompress(data, PIECE)
+                z = self._z
+                out = z.decompress(data, PIECE)
                 while out:
                     yield out
-                    out = self._z.decompress(self._z.unconsumed_tail, PIECE)
-                data = self._next_member()
+                    out = z.decompress(z.unconsumed_tail, PIECE)
+                data = z.unused_data  # input after the end of the stream
+                if data and self._coding != "gzip":
+                    raise CodecError(f"{self._coding}: data after the end of the stream")
+                if data:  # RFC 1952 2.2: a gzip file is a series of members
+                    self._z = zlib.decompressobj(_GZIP_WBITS)
         except zlib.error as exc:
             raise CodecError(f"{self._coding}: corrupt data: {exc}") from exc
 
@@ -114,22 +123,10 @@ class _ZlibDecoder:
         if not self._head:
             return None
         if self._coding == "gzip":
-            return 16 + zlib.MAX_WBITS
+            return _GZIP_WBITS
         if len(self._head) < 2:
             return None
         return zlib.MAX_WBITS if _is_zlib_header(self._head) else -zlib.MAX_WBITS
-
-    def _next_member(self) -> bytes:
-        """Input left after the end of the stream, for a fresh decompressor."""
-        assert self._z is not None
-        rest = self._z.unused_data
-        if not rest:
-            return b""
-        # RFC 1952 2.2: a gzip file is a series of members; deflate has one stream.
-        if self._coding != "gzip":
-            raise CodecError(f"{self._coding}: data after the end of the stream")
-        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        return rest
 
 
 class _BrotliDecoder:
@@ -195,10 +192,6 @@ class _IdentityEncoder:
         return b""
 
 
-# Empty input returns b"": everything before it was flushed already, and a flush
-# marker alone would only cost bytes on the wire.
-
-
 class _ZlibEncoder:
     def __init__(self, wbits: int) -> None:
         self._c = zlib.compressobj(6, zlib.DEFLATED, wbits)
@@ -256,7 +249,7 @@ def make_decoder(coding: str) -> Decoder:
 def make_encoder(coding: str) -> Encoder:
     match _canonical(coding):
         case "gzip":
-            return _ZlibEncoder(16 + zlib.MAX_WBITS)
+            return _ZlibEncoder(_GZIP_WBITS)
         case "deflate":
             return _ZlibEncoder(zlib.MAX_WBITS)  # RFC 9110 8.4.1.2: the zlib format
         case "br":
@@ -291,6 +284,7 @@ def _accept_weights(value: str) -> dict[str, float]:
 def choose_encoding(accept_encoding: str | None, preferred: str) -> str:
     """The coding to send: preferred if acceptable, else the best weighted, else identity.
 
+    A preferred outside SUPPORTED (an uncompressed origin's "identity") is no preference.
     A missing header means any coding is acceptable (RFC 9110 12.5.3), but old clients
     and tools omit it without decoding anything, so they get identity. Identity is
     also the answer when the client refuses it: a 406 would break the page.

@@ -116,10 +116,12 @@ async def relay_injected(
         await response.write(out)
         sent += len(out)
         async for chunk in origin.content.iter_any():
-            out = encoder.compress(b"".join(decoder.decompress(chunk)))
-            if out:
-                await response.write(out)
-                sent += len(out)
+            # Piece by piece: a compression bomb never sits whole in memory.
+            for piece in decoder.decompress(chunk):
+                out = encoder.compress(piece)
+                if out:
+                    await response.write(out)
+                    sent += len(out)
         out = encoder.compress(decoder.finish()) + encoder.finish()
         await response.write(out)
         sent += len(out)
