@@ -14,6 +14,7 @@ from gateway.admin.app import build_admin_app
 from gateway.config import Config, parse_listen
 from gateway.edge.proxy import Proxy
 from gateway.edge.recorder_asset import RecorderAsset, load_recorder_asset
+from gateway.edge.server import EdgeServer
 from gateway.edge.sites import Site, build_site
 from gateway.metrics import Metrics
 
@@ -48,7 +49,7 @@ class Gateway:
 
     async def start(self) -> Listening:
         await self.proxy.start()
-        server = web.Server(
+        server = EdgeServer(
             self.proxy.handle,
             handler_cancellation=True,
             max_line_size=_PARSER_LINE_LIMIT,

@@ -63,6 +63,7 @@ async def test_malformed_requests_get_400_and_close(
 ) -> None:
     answer = await raw_exchange(gw.port, request_bytes)
     assert _status(answer) == 400, answer[:200]
+    assert _json_body(answer)["error"] in ("bad_request", "missing_host")
     assert not answer.endswith(b"<<open>>"), "connection must be closed"
     assert origin.state.requests == []
 
