@@ -117,7 +117,10 @@ class Proxy:
         if verdict.reserved:
             return serve_reserved(request, verdict, self._prefix, self._recorder)
         site = verdict.site
-        if has_token(request.headers.get("Connection"), "upgrade") and "Upgrade" in request.headers:
+        # Only WebSocket is tunnelled; other upgrades (h2c) are dropped as hop-by-hop.
+        if has_token(request.headers.get("Connection"), "upgrade") and has_token(
+            request.headers.get("Upgrade"), "websocket"
+        ):
             return await tunnel_upgrade(
                 request,
                 site,

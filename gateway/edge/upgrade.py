@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -18,12 +19,13 @@ from multidict import CIMultiDict
 
 from gateway.edge.errors import json_error
 from gateway.edge.headers import response_headers
+from gateway.edge.relay import abort
 from gateway.edge.responses import RelayedResponse
 from gateway.edge.sites import Site
 from gateway.metrics import Metrics
 
-_HEAD_LIMIT = 65536
 _CHUNK = 65536
+_HEAD_LIMIT = 65536
 # Pause the client when this much is waiting to reach the origin.
 _HIGH_WATER = 256 * 1024
 
@@ -105,8 +107,6 @@ async def tunnel_upgrade(
     via: str,
     metrics: Metrics,
 ) -> web.StreamResponse:
-    upgrade = request.headers.get("Upgrade", "")
-    headers["Upgrade"] = upgrade
     try:
         reader, writer = await _open(site, connect_timeout)
     except (TimeoutError, OSError) as exc:
@@ -119,6 +119,8 @@ async def tunnel_upgrade(
         head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         writer.write(head.encode("latin-1") + b"\r\n")
         raw_head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), response_timeout)
+        if len(raw_head) > _HEAD_LIMIT:
+            raise ValueError("response head too large")
         status, reason, raw = _parse_head(raw_head[:-4])
     except TimeoutError:
         writer.close()
@@ -184,41 +186,65 @@ async def _relay_refusal(
     raw: list[tuple[bytes, bytes]],
     timeout: float,
 ) -> web.StreamResponse:
-    """The origin declined the upgrade: pass its answer on as it is."""
+    """The origin declined the upgrade: pass its answer on as it is, streamed."""
     lengths = [v for n, v in raw if n.lower() == b"content-length"]
     chunked = any(n.lower() == b"transfer-encoding" for n, _ in raw)
     response = RelayedResponse(status=status, reason=reason, headers=headers)
-    body = b""
+    length = int(lengths[0]) if lengths and lengths[0].isdigit() else None
+    if request.method == "HEAD" or status in (204, 304):
+        body: AsyncIterator[bytes] = _nothing()
+    elif length is not None:
+        response.content_length = length
+        body = _fixed_body(reader, length, timeout)
+    elif chunked:
+        body = _chunked_body(reader, timeout)
+    else:
+        body = _body_until_close(reader, timeout)
+    await response.prepare(request)
     try:
-        if lengths and lengths[0].isdigit():
-            read = reader.readexactly(min(int(lengths[0]), _HEAD_LIMIT))
-        elif chunked:
-            read = _read_chunked(reader)
-        else:
-            read = reader.read(_HEAD_LIMIT)
-        body = await asyncio.wait_for(read, timeout)
-    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
-        body = b""
+        async for piece in body:
+            await response.write(piece)
+    except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
+        abort(request)
+        return response
     finally:
         writer.close()
-    response.content_length = len(body)
-    await response.prepare(request)
-    await response.write(body)
     await response.write_eof()
     return response
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts: list[bytes] = []
-    total = 0
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield
+
+
+async def _fixed_body(
+    reader: asyncio.StreamReader, length: int, timeout: float
+) -> AsyncIterator[bytes]:
+    remaining = length
+    while remaining:
+        data = await asyncio.wait_for(reader.read(min(_CHUNK, remaining)), timeout)
+        if not data:
+            raise asyncio.IncompleteReadError(b"", remaining)
+        remaining -= len(data)
+        yield data
+
+
+async def _chunked_body(reader: asyncio.StreamReader, timeout: float) -> AsyncIterator[bytes]:
     while True:
-        size_line = await reader.readuntil(b"\r\n")
+        size_line = await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout)
         size = int(size_line.split(b";")[0].strip(), 16)
         if size == 0:
-            await reader.readuntil(b"\r\n")
-            return b"".join(parts)
-        total += size
-        if total > _HEAD_LIMIT:
-            raise ValueError("refusal body too large")
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
+            # Trailers (dropped) up to the empty line.
+            while await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout) != b"\r\n":
+                pass
+            return
+        async for piece in _fixed_body(reader, size, timeout):
+            yield piece
+        if await asyncio.wait_for(reader.readexactly(2), timeout) != b"\r\n":
+            raise ValueError("bad chunk end")
+
+
+async def _body_until_close(reader: asyncio.StreamReader, timeout: float) -> AsyncIterator[bytes]:
+    while data := await asyncio.wait_for(reader.read(_CHUNK), timeout):
+        yield data

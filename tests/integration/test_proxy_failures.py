@@ -261,3 +261,17 @@ async def test_origin_connections_are_reused(
             await response.read()
     assert len(origin.connections) <= 2
     assert len(origin.state.requests) == 50
+
+
+async def test_origin_trailers_dropped_body_intact(
+    make_gateway: GatewayFactory, raw_origin: RawOrigin, client: aiohttp.ClientSession
+) -> None:
+    url = await raw_origin(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+        b"Trailer: X-Checksum\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\n\r\n"
+    )
+    gw = await make_gateway(site_config(url))
+    async with client.get(gw.url + "/x") as response:
+        assert await response.read() == b"hello world"
+        assert "Trailer" not in response.headers
+        assert "X-Checksum" not in response.headers

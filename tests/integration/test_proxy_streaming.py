@@ -148,3 +148,31 @@ async def test_websocket_refusal_relayed_as_is(
     )
     assert answer.startswith(b"HTTP/1.1 403")
     assert b'{"error": "no sockets here"}' in answer
+
+
+async def test_declined_websocket_upgrade_streams_whole_answer(gw: RunningGateway) -> None:
+    answer = await raw_exchange(
+        gw.port,
+        b"GET /download?mib=1 HTTP/1.1\r\nHost: shop.test\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        read_timeout=2,
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"Content-Length: 1048576" in head
+    assert body.removesuffix(b"<<open>>") == bytes(range(256)) * 4096
+
+
+async def test_other_upgrades_are_proxied_as_plain_requests(
+    gw: RunningGateway, origin: Origin
+) -> None:
+    answer = await raw_exchange(
+        gw.port,
+        b"GET /echo HTTP/1.1\r\nHost: shop.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        read_timeout=1,
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+    names = {name.lower() for name, _ in origin.state.requests[-1]["headers"]}
+    assert not names & {"upgrade", "http2-settings", "connection"}
