@@ -165,10 +165,10 @@ class Proxy:
                 del headers["If-None-Match"]
             else:
                 headers["If-None-Match"] = translated
-        url = URL(str(site.origin.origin()) + site.origin_path + admitted.target, encoded=True)
+        url = URL(site.origin_base + admitted.target, encoded=True)
         body_state = _BodyState()
         body = _stream_body(request, self._limits.body, body_state) if request.body_exists else None
-        labels = self._metrics
+        metrics = self._metrics
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -186,7 +186,7 @@ class Proxy:
                     compress=None,
                 )
         except asyncio.CancelledError:
-            labels.client_disconnects.labels(site=site.key).inc()
+            metrics.client_disconnects.labels(site=site.key).inc()
             raise
         except Exception as exc:  # every origin failure maps to a JSON answer below
             if body_state.too_large:
@@ -198,17 +198,17 @@ class Proxy:
                     ),
                 )
             return self._answer(request, site, self._origin_failure(site, exc))
-        labels.origin_latency.labels(site=site.key).observe(loop.time() - started)
+        metrics.origin_latency.labels(site=site.key).observe(loop.time() - started)
         completed = False
         try:
             response = await self._relay(request, admitted, origin, asked_current)
             completed = True
             return response
         except asyncio.CancelledError:
-            labels.client_disconnects.labels(site=site.key).inc()
+            metrics.client_disconnects.labels(site=site.key).inc()
             raise
         finally:
-            labels.request_bytes.labels(site=site.key).inc(body_state.received)
+            metrics.request_bytes.labels(site=site.key).inc(body_state.received)
             if completed and origin.content.is_eof():
                 origin.release()
             else:

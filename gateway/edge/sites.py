@@ -33,6 +33,8 @@ class Site:
     origin: URL
     # Path prefix of the origin URL (without trailing slash) put before every target.
     origin_path: str
+    # scheme://authority + origin_path: the request target is appended as received.
+    origin_base: str
     origin_authority: str
     # Absolute URL prefixes by which the origin may name itself in a Location.
     origin_prefixes: tuple[str, ...]
@@ -112,6 +114,7 @@ def build_site(config: SiteConfig, *, prefix: str, recorder_digest: str) -> Site
         key=config.key,
         origin=origin,
         origin_path=parts.path.rstrip("/"),
+        origin_base=f"{parts.scheme}://{authority}{parts.path.rstrip('/')}",
         origin_authority=authority,
         origin_prefixes=prefixes,
         ssl=context,
