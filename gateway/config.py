@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from gateway.edge.routing import host_key
+
 DEFAULT_CONFIG_PATH = Path("config/gateway.toml")
 PLAN_LIMITS = {"standard": 10_000, "pro": 50_000}
 _SITE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -163,7 +165,11 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
-    return parse_config(raw.decode("utf-8", errors="strict"), env, source=str(path))
+    try:
+        text = raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    return parse_config(text, env, source=str(path))
 
 
 def parse_config(text: str, env: dict[str, str] | None = None, source: str = "config") -> Config:
@@ -174,7 +180,10 @@ def parse_config(text: str, env: dict[str, str] | None = None, source: str = "co
     for var, (table, key) in ENV_OVERRIDES.items():
         value = (os.environ if env is None else env).get(var)
         if value:
-            data.setdefault(table, {})[key] = value
+            section = data.setdefault(table, {})
+            # A table given as a non-table value is left for msgspec to refuse by its key.
+            if isinstance(section, dict):
+                section[key] = value
     try:
         config = msgspec.convert(data, Config, strict=True)
     except msgspec.ValidationError as exc:
@@ -185,15 +194,17 @@ def parse_config(text: str, env: dict[str, str] | None = None, source: str = "co
 
 def _describe_validation_error(message: str) -> str:
     # msgspec says "Expected `int`, got `str` - at `$.sites[0].plan`"; lead with the key.
+    # At the top level there is no " - at `$...`" part.
     text, sep, where = message.rpartition(" - at `")
     if not sep:
-        return message
+        text, where = message, ""
     key = where.rstrip("`").removeprefix("$").removeprefix(".")
-    unknown = re.match(r"Object contains unknown field `([^`]+)`", text)
-    if unknown:
-        full = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
-        return f"{full}: unknown key"
-    return f"{key}: {text.replace('`', '')}"
+    named = re.match(r"Object (contains unknown|missing required) field `([^`]+)`", text)
+    if named:
+        full = f"{key}.{named.group(2)}" if key else named.group(2)
+        problem = "unknown key" if named.group(1) == "contains unknown" else "missing required key"
+        return f"{full}: {problem}"
+    return f"{key or 'config'}: {text.replace('`', '')}"
 
 
 def parse_listen(value: str, key: str) -> tuple[str, int]:
@@ -212,6 +223,8 @@ def validate(config: Config) -> None:
         for key in ("tls_cert", "tls_key"):
             if not getattr(server, key):
                 raise ConfigError(f"server.{key}: required when server.tls_listen is set")
+            if not Path(getattr(server, key)).is_file():
+                raise ConfigError(f"server.{key}: no such file {getattr(server, key)!r}")
     for index, cidr in enumerate(server.trusted_proxies):
         _check_cidr(cidr, f"server.trusted_proxies[{index}]")
     if not re.fullmatch(r"/([A-Za-z0-9_-]+/)+", server.prefix):
@@ -253,8 +266,8 @@ def _validate_sites(sites: list[SiteConfig]) -> None:
         if not site.hosts:
             raise ConfigError(f"{where}.hosts: at least one host name is required")
         for h_index, host in enumerate(site.hosts):
-            name = host.lower().rstrip(".")
-            if not _is_host_pattern(name):
+            name = host_key(host)
+            if not _is_host_pattern(host.lower().rstrip(".")):
                 raise ConfigError(
                     f"{where}.hosts[{h_index}]: not a host name or *.wildcard: {host!r}"
                 )
@@ -277,7 +290,7 @@ def _validate_sites(sites: list[SiteConfig]) -> None:
             _check_cidr(cidr, f"{where}.recording.block.ips[{c_index}]")
         for u_index, ua in enumerate(rec.block.user_agents):
             try:
-                re.compile(ua)
+                re.compile(ua, re.IGNORECASE)
             except re.error as exc:
                 raise ConfigError(
                     f"{where}.recording.block.user_agents[{u_index}]: bad pattern: {exc}"
@@ -291,15 +304,19 @@ def _validate_sites(sites: list[SiteConfig]) -> None:
 def _is_host_pattern(name: str) -> bool:
     if _HOST_NAME.match(name):
         return True
+    bracketed = name.startswith("[") and name.endswith("]")
     try:
-        ipaddress.ip_address(name.strip("[]"))
+        address = ipaddress.ip_address(name[1:-1] if bracketed else name)
     except ValueError:
         return False
-    return True
+    return address.version == 6 or not bracketed
 
 
 def _check_url(value: str, key: str) -> None:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # an unbalanced IPv6 bracket
+        raise ConfigError(f"{key}: not a URL: {value!r} ({exc})") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{key}: expected an http:// or https:// URL, got {value!r}")
     try:

@@ -107,6 +107,9 @@ def request_headers(
     append_via(out, via)
     if keep_upgrade:
         out["Connection"] = "Upgrade"
+        upgrade = [v.decode("latin-1") for n, v in raw if n.lower() == b"upgrade"]
+        if upgrade:
+            out["Upgrade"] = ", ".join(upgrade)
     return out
 
 

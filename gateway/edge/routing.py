@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
@@ -23,7 +24,11 @@ def normalize_host(value: str) -> str | None:
         host, rest = value[: end + 1], value[end + 1 :]
         if rest and not (rest.startswith(":") and rest[1:].isdigit()):
             return None
-        return host.strip("[]")
+        # Only an IPv6 address goes in brackets; compare it in one canonical spelling.
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            return None
     host, sep, port = value.partition(":")
     if sep and not port.isdigit():
         return None
@@ -37,7 +42,7 @@ class HostRouter(Generic[T]):
         wildcards: list[tuple[str, T]] = []
         for hosts, target in entries:
             for host in hosts:
-                name = host.lower().rstrip(".")
+                name = host_key(host)
                 if name.startswith("*."):
                     wildcards.append((name[1:], target))
                 else:
@@ -52,3 +57,12 @@ class HostRouter(Generic[T]):
             if host.endswith(suffix) and len(host) > len(suffix):
                 return wildcard_target
         return None
+
+
+def host_key(host: str) -> str:
+    """A configured host as normalize_host spells it (IP literals canonical, no brackets)."""
+    name = host.lower().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(name.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        return name

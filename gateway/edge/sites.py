@@ -42,7 +42,7 @@ class Site:
     exclude: re.Pattern[str] | None
     conflicts: tuple[bytes, ...]
     block_networks: tuple[_IPNetwork, ...]
-    block_agents: re.Pattern[str] | None
+    block_agents: tuple[re.Pattern[str], ...]
     # The reserved path prefix and the marker of our own tag in a page.
     prefix: str
     own_marker: bytes
@@ -60,7 +60,7 @@ class Site:
         return self.exclude is not None and self.exclude.match(path) is not None
 
     def is_blocked(self, peer: str | None, user_agent: str) -> bool:
-        if self.block_agents is not None and self.block_agents.search(user_agent):
+        if any(pattern.search(user_agent) for pattern in self.block_agents):
             return True
         if self.block_networks and peer:
             try:
@@ -121,9 +121,7 @@ def build_site(config: SiteConfig, *, prefix: str, recorder_digest: str) -> Site
         exclude=compile_path_patterns(rec.exclude),
         conflicts=tuple(p.lower().encode() for p in rec.conflicting_scripts),
         block_networks=tuple(ipaddress.ip_network(c, strict=False) for c in rec.block.ips),
-        block_agents=re.compile("|".join(f"(?:{p})" for p in rec.block.user_agents), re.I)
-        if rec.block.user_agents
-        else None,
+        block_agents=tuple(re.compile(p, re.IGNORECASE) for p in rec.block.user_agents),
         prefix=prefix,
         own_marker=f"{prefix}recorder.js".encode("ascii"),
         tag_head=head.encode("ascii"),
