@@ -15,7 +15,10 @@ from multidict import CIMultiDictProxy
 from gateway.edge.codecs import SUPPORTED, parse_content_encoding
 from gateway.edge.sites import Site
 
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# Only text/html: application/xhtml+xml goes to the browser's XML parser, which the
+# HTML tokenizer in inject.py does not model (CDATA, no raw-text elements) and which
+# rejects our tag's bare `async` attribute, turning the page into an error screen.
+HTML_TYPES = frozenset({"text/html"})
 _BOTS = re.compile(
     r"bot\b|bot/|crawl|spider|slurp|facebookexternalhit|mediapartners|embedly|"
     r"lighthouse|pagespeed|ia_archiver|bingpreview",

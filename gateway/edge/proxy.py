@@ -20,19 +20,25 @@ from yarl import URL
 
 from gateway.config import Config, node_name
 from gateway.edge.admission import Admitted, Limits, admit
+from gateway.edge.codecs import parse_content_encoding
 from gateway.edge.eligibility import Candidate, judge
 from gateway.edge.errors import json_error
 from gateway.edge.headers import TrustedProxies, has_token, request_headers, response_headers
 from gateway.edge.recorder_asset import RecorderAsset
 from gateway.edge.relay import relay_untouched
 from gateway.edge.reserved import serve_reserved
-from gateway.edge.rewrite import relay_injected
+from gateway.edge.rewrite import (
+    csp_source,
+    describe_injected,
+    injected_coding,
+    keep_csp_allowing_tag,
+    relay_injected,
+)
 from gateway.edge.routing import HostRouter
 from gateway.edge.sites import Site
 from gateway.edge.upgrade import tunnel_upgrade
 from gateway.edge.validators import (
     add_vary,
-    mark_injected,
     strip_range_for_navigation,
     translate_if_none_match,
 )
@@ -273,14 +279,18 @@ class Proxy:
                 self._count(request, site, response.status)
                 return response
             # HEAD: the headers GET would have, with no length to contradict it.
-            mark_injected(headers, site.snippet_version)
+            describe_injected(headers, site, injected_coding(request, verdict))
+            keep_csp_allowing_tag(headers, csp_source(request, site, admitted.client_host))
             metrics.injections.labels(site=site.key, outcome="head").inc()
             self._count(request, site, origin.status)
             return await relay_untouched(
                 request, site, origin, headers, self._metrics, keep_length=False
             )
         if asked_current and origin.status == 304:
-            mark_injected(headers, site.snippet_version)
+            # A 304 updates the cached injected page's headers: keep them the injected ones.
+            coding = injected_coding(request, Candidate(coding=_coding_of(origin)))
+            describe_injected(headers, site, coding)
+            keep_csp_allowing_tag(headers, csp_source(request, site, admitted.client_host))
         metrics.injections.labels(site=site.key, outcome=verdict).inc()
         self._count(request, site, origin.status)
         return await relay_untouched(request, site, origin, headers, metrics)
@@ -337,6 +347,11 @@ def _classify(exc: BaseException) -> tuple[str, int, str]:
     if isinstance(exc, (aiohttp.ClientOSError, OSError)):
         return "reset", 502, "the connection to the origin failed"
     return "other", 502, f"the origin request failed: {type(exc).__name__}"
+
+
+def _coding_of(origin: aiohttp.ClientResponse) -> str:
+    codings = parse_content_encoding(origin.headers.get("Content-Encoding"))
+    return codings[0] if len(codings) == 1 else "identity"
 
 
 def _is_html(origin: aiohttp.ClientResponse) -> bool:

@@ -10,6 +10,8 @@ streams chunk by chunk with an encoder flush per chunk.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
@@ -34,10 +36,56 @@ class _CspDecision:
         self.plan: CspPlan | None = None
 
 
+def csp_source(request: web.BaseRequest, site: Site, client_host: str) -> str:
+    """The CSP source expression that allows our script and collect path."""
+    scheme = "https" if request.secure else "http"
+    return f"{scheme}://{client_host}{site.prefix}"
+
+
+def injected_coding(request: web.BaseRequest, candidate: Candidate) -> str:
+    """The content coding of the injected page sent to this client.
+
+    An origin that did not compress keeps it that way (no new CPU cost on
+    the hot path); a compressed page is re-encoded for what the client takes.
+    """
+    if candidate.coding == "identity":
+        return "identity"
+    return choose_encoding(request.headers.get("Accept-Encoding"), candidate.coding)
+
+
+def describe_injected(headers: CIMultiDict[str], site: Site, coding: str) -> None:
+    """Headers of the injected representation (GET, HEAD and 304 alike)."""
+    headers.popall("Content-Encoding", None)
+    if coding != "identity":
+        headers["Content-Encoding"] = coding
+    add_vary(headers, "Accept-Encoding")
+    mark_injected(headers, site.snippet_version)
+
+
+def keep_csp_allowing_tag(headers: CIMultiDict[str], source: str) -> None:
+    """For HEAD and 304: the header CSP the injected GET would have carried."""
+    policies = headers.getall("Content-Security-Policy", [])
+    if policies:
+        plan = plan_csp(policies, [], script_source=source, connect_source=source)
+        if plan.allowed:
+            _replace_csp(headers, plan)
+
+
+def _replace_csp(headers: CIMultiDict[str], plan: CspPlan) -> None:
+    if plan.headers is not None:
+        headers.popall("Content-Security-Policy")
+        for value in plan.headers:
+            headers.add("Content-Security-Policy", value)
+
+
+def _first_byte(piece: bytes) -> bytes:
+    """The first byte after any BOM and whitespace; b"" when the piece has none."""
+    return piece.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+
+
 def _looks_like_data(first: bytes) -> bool:
     # JSON (or JSONP arrays) mislabelled as text/html is not a page.
-    stripped = first.lstrip(b"\xef\xbb\xbf \t\r\n")
-    return stripped[:1] in (b"{", b"[")
+    return first in (b"{", b"[")
 
 
 async def relay_injected(
@@ -51,8 +99,7 @@ async def relay_injected(
     scan_limit: int,
     metrics: Metrics,
 ) -> web.StreamResponse:
-    scheme = "https" if request.secure else "http"
-    source = f"{scheme}://{client_host}{site.prefix}"
+    source = csp_source(request, site, client_host)
     header_policies = origin.headers.getall("Content-Security-Policy", [])
     csp = _CspDecision()
 
@@ -71,6 +118,9 @@ async def relay_injected(
     decoder = make_decoder(candidate.coding)
     held: list[bytes] = []
     ready: list[bytes] = []
+    # Output of the chunk the injector decided in, still to be decoded: a small chunk
+    # can inflate to megabytes, so it streams piece by piece like the rest.
+    pending: Iterator[bytes] = iter(())
     outcome: str | None = None
     first = True
     try:
@@ -81,13 +131,19 @@ async def relay_injected(
                 ready.append(injector.finish())
                 break
             held.append(chunk)
-            for piece in decoder.decompress(chunk):
-                if first and piece:
+            pieces = decoder.decompress(chunk)
+            for piece in pieces:
+                # Leading blanks may come in pieces of their own: judge the first real byte.
+                lead = _first_byte(piece) if first else b""
+                if lead:
                     first = False
-                    if _looks_like_data(piece):
+                    if _looks_like_data(lead):
                         outcome = "not_html"
                         break
                 ready.append(injector.feed(piece))
+                if injector.decided:
+                    pending = pieces
+                    break
             if outcome:
                 break
     except CodecError:
@@ -97,16 +153,10 @@ async def relay_injected(
     if outcome != "injected":
         return await relay_untouched(request, site, origin, headers, metrics, held=held)
 
-    coding = choose_encoding(request.headers.get("Accept-Encoding"), candidate.coding)
-    headers.popall("Content-Encoding", None)
-    if coding != "identity":
-        headers["Content-Encoding"] = coding
-    add_vary(headers, "Accept-Encoding")
-    mark_injected(headers, site.snippet_version)
-    if csp.plan is not None and csp.plan.headers is not None:
-        headers.popall("Content-Security-Policy")
-        for value in csp.plan.headers:
-            headers.add("Content-Security-Policy", value)
+    coding = injected_coding(request, candidate)
+    describe_injected(headers, site, coding)
+    if csp.plan is not None:
+        _replace_csp(headers, csp.plan)
     response = RelayedResponse(status=origin.status, reason=origin.reason, headers=headers)
     await response.prepare(request)
     encoder = make_encoder(coding)
@@ -115,6 +165,11 @@ async def relay_injected(
         out = encoder.compress(b"".join(ready))
         await response.write(out)
         sent += len(out)
+        for piece in pending:
+            out = encoder.compress(piece)
+            if out:
+                await response.write(out)
+                sent += len(out)
         async for chunk in origin.content.iter_any():
             # Piece by piece: a compression bomb never sits whole in memory.
             for piece in decoder.decompress(chunk):

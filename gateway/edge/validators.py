@@ -78,13 +78,15 @@ def mark_injected(headers: CIMultiDict[str], version: str) -> None:
             headers["ETag"] = weak
     # The origin's date says nothing about our snippet: validate by ETag only.
     headers.popall("Last-Modified", None)
-    headers.popall("Content-MD5", None)
+    # Digests of the origin's bytes no longer match ours (RFC 3230, RFC 9530).
+    for name in ("Content-MD5", "Digest", "Content-Digest", "Repr-Digest"):
+        headers.popall(name, None)
     headers["Accept-Ranges"] = "none"
 
 
 def add_vary(headers: CIMultiDict[str], name: str) -> None:
-    values = headers.getall("Vary", [])
-    if any(has_token(v, name) or v.strip() == "*" for v in values):
+    values = [v for v in headers.getall("Vary", []) if v.strip()]
+    if any(has_token(v, name) or has_token(v, "*") for v in values):
         return
     headers.popall("Vary", None)
     headers["Vary"] = ", ".join([*values, name])

@@ -201,6 +201,81 @@ def build_origin(state: OriginState) -> web.Application:
     async def json_as_html(request: web.Request) -> web.Response:
         return web.Response(body=json.dumps({"a": "<head>"}).encode(), content_type="text/html")
 
+    @routes.get("/admin/{tail:.*}")
+    async def admin_page(request: web.Request) -> web.Response:
+        """An HTML page under a path the test site excludes from recording."""
+        return web.Response(body=PAGE, content_type="text/html", charset="utf-8")
+
+    @routes.get("/padded")
+    async def padded(request: web.Request) -> web.StreamResponse:
+        """`before` + `fill` * `n` + `after` as text/html: bodies too long for a query string."""
+        q = request.query
+        body = (q.get("before", "") + q.get("fill", "x") * int(q.get("n", "0"))).encode()
+        body += q.get("after", "").encode()
+        response = web.StreamResponse()
+        response.headers["Content-Type"] = q.get("type", "text/html; charset=utf-8")
+        chunk = int(q.get("chunk", "0"))
+        if not chunk:
+            response.content_length = len(body)
+        await response.prepare(request)
+        step = chunk or len(body) or 1
+        for i in range(0, len(body), step):
+            await response.write(body[i : i + step])
+        await response.write_eof()
+        return response
+
+    @routes.get("/ranged")
+    async def ranged(request: web.Request) -> web.Response:
+        """`body` (default PAGE) as `type`, honouring a single `Range: bytes=a-b`."""
+        state.requests.append(
+            {
+                "method": request.method,
+                "raw_path": request.raw_path,
+                "headers": [
+                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers
+                ],
+                "body_len": 0,
+            }
+        )
+        q = request.query
+        body = q["body"].encode() if "body" in q else PAGE
+        headers = {"Content-Type": q.get("type", "text/html; charset=utf-8"), "ETag": '"r1"'}
+        headers["Accept-Ranges"] = "bytes"
+        spec = request.headers.get("Range", "")
+        if spec.startswith("bytes=") and "," not in spec:
+            first, _, last = spec[6:].partition("-")
+            start = int(first)
+            end = min(int(last) if last else len(body) - 1, len(body) - 1)
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+            return web.Response(status=206, body=body[start : end + 1], headers=headers)
+        return web.Response(body=body, headers=headers)
+
+    @routes.get("/gzip-bomb-page")
+    async def gzip_bomb_page(request: web.Request) -> web.Response:
+        """A small gzip body that inflates to `mib` MiB of page, built without holding it whole."""
+        mib = int(request.query.get("mib", "32"))
+        head = (
+            b'<!doctype html><html><head><meta charset="utf-8"><title>b</title></head><body><pre>'
+        )
+        packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        parts = [packer.compress(head)]
+        block = b" " * CHUNK_MIB
+        for _ in range(mib):
+            parts.append(packer.compress(block))
+        parts.append(packer.compress(b"</pre></body></html>") + packer.flush())
+        return web.Response(
+            body=b"".join(parts),
+            headers={"Content-Type": "text/html; charset=utf-8", "Content-Encoding": "gzip"},
+        )
+
+    @routes.get("/csp-page")
+    async def csp_page(request: web.Request) -> web.Response:
+        """PAGE with ETag "c1" and the `csp` query as its policy, on the 200 and on the 304."""
+        headers = {"ETag": '"c1"', "Content-Security-Policy": request.query["csp"]}
+        if request.headers.get("If-None-Match") in ('"c1"', 'W/"c1"'):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=PAGE, content_type="text/html", charset="utf-8", headers=headers)
+
     app = web.Application()
     app.add_routes(routes)
 
