@@ -15,10 +15,9 @@ from multidict import CIMultiDictProxy
 from gateway.edge.codecs import SUPPORTED, parse_content_encoding
 from gateway.edge.sites import Site
 
-# Only text/html: application/xhtml+xml goes to the browser's XML parser, which the
-# HTML tokenizer in inject.py does not model (CDATA, no raw-text elements) and which
-# rejects our tag's bare `async` attribute, turning the page into an error screen.
-HTML_TYPES = frozenset({"text/html"})
+# XHTML goes to the browser's XML parser: the tag is written to be well-formed XML too
+# (quoted attribute values, `async=""`, an explicit end tag).
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _BOTS = re.compile(
     r"bot\b|bot/|crawl|spider|slurp|facebookexternalhit|mediapartners|embedly|"
     r"lighthouse|pagespeed|ia_archiver|bingpreview",

@@ -103,7 +103,7 @@ def build_site(config: SiteConfig, *, prefix: str, recorder_digest: str) -> Site
     settings = json.dumps(recorder_settings(config, prefix), separators=(",", ":"), sort_keys=True)
     src = f"{prefix}recorder.js?v={recorder_digest}"
     head = f'<script src="{html.escape(src)}" data-rec-site="{html.escape(config.key)}"'
-    tail = f' data-rec-settings="{html.escape(settings)}" async></script>'
+    tail = f' data-rec-settings="{html.escape(settings)}" async=""></script>'
     version = hashlib.sha256((head + tail).encode()).hexdigest()[:10]
     rec = config.recording
     context: ssl.SSLContext | bool = True

@@ -893,8 +893,7 @@ async def test_xhtml_page_stays_well_formed_xml(
     )
     assert reply.status == 200
     ElementTree.fromstring(reply.data)  # raises ParseError when not well-formed
-    if tag_of(gw) not in reply.data:
-        assert reply.raw == doc.encode()
+    assert reply.data.count(tag_of(gw)) == 1
 
 
 # ---------------------------------------------------------------- 11: stacked or unknown codings
