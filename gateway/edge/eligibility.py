@@ -34,6 +34,7 @@ class Candidate:
     """A response that passed the header checks: inject while streaming."""
 
     coding: str  # the origin's content coding ("identity" when none)
+    xml: bool = False  # application/xhtml+xml: parsed by the browser as XML
 
 
 def media_type(content_type: str | None) -> tuple[str, str]:
@@ -94,4 +95,6 @@ def judge(
         return "blocked"
     if rec.respect_gpc and request_headers.get("Sec-GPC", "").strip() == "1":
         return "gpc"
-    return Candidate(coding=codings[0] if codings else "identity")
+    return Candidate(
+        coding=codings[0] if codings else "identity", xml=kind == "application/xhtml+xml"
+    )

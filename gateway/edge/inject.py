@@ -39,6 +39,9 @@ _HEAD_CLOSERS = frozenset({b"head", b"body", b"html"})
 _AMP_ATTRS = frozenset({b"amp", "⚡".encode()})
 # http-equiv values that, like charset, belong before anything we insert.
 _EARLY_EQUIVS = frozenset({b"content-type", b"x-ua-compatible"})
+# Browsers look for the charset in the first 1024 bytes only (the prescan):
+# a charset meta that ends there must not be pushed past it by our tag.
+_PRESCAN = 1024
 
 
 class _Kind(enum.Enum):
@@ -201,6 +204,7 @@ class HtmlInjector:
         own_marker: bytes,
         conflicts: Sequence[bytes],
         limit: int = 65536,
+        xml: bool = False,
     ) -> None:
         if not own_marker or not all(conflicts) or limit < 1:
             # An empty pattern would match every page.
@@ -211,7 +215,9 @@ class HtmlInjector:
         self._limit = limit
         self._lexer: _Lexer | None = _Lexer()  # None once decided
         self._point: int | None = None  # insertion point, once a head is seen
-        self._pinning = False  # whether a charset-like <meta> may still move the point
+        # XHTML: only inside <head> or <body>, anywhere else the tag could end up
+        # outside the root element and the XML parser would reject the page.
+        self._xml = xml
         self._csp: list[str] = []
         self._insert: tuple[int, bytes] | None = None
         self._outcome: str | None = None
@@ -262,34 +268,33 @@ class HtmlInjector:
 
     def _before_head(self, token: _Token) -> None:
         if token.kind is _Kind.TEXT:
-            self._conclude(token.start)
+            self._conclude_outside_head(token.start)
         elif token.kind is not _Kind.START:
             return  # stray end tags
         elif token.name == b"html":
             if _AMP_ATTRS & token.attrs.keys():
                 self._outcome = "amp"
         elif token.name == b"head":
-            self._open_head(token.end)
+            self._point = token.end
         elif token.name == b"body":
             self._conclude(token.end)
-        elif token.name in _HEAD_CONTENT:
+        elif token.name in _HEAD_CONTENT and not self._xml:
             # The head's tags are optional: this one opens an implied head.
-            self._open_head(token.start)
+            self._point = token.start
             self._in_head(token, token.start)
         else:
-            self._conclude(token.start)
+            self._conclude_outside_head(token.start)
 
-    def _open_head(self, point: int) -> None:
-        self._point = point
-        self._pinning = True
+    def _conclude_outside_head(self, point: int) -> None:
+        if self._xml:
+            self._outcome = "no_marker"
+        else:
+            self._conclude(point)
 
     def _in_head(self, token: _Token, point: int) -> None:
-        is_meta = token.kind is _Kind.START and token.name == b"meta"
-        # Only metas right at the head's start may move the point.
-        self._pinning = self._pinning and is_meta
-        if is_meta:
-            if self._pinning and _must_precede_tag(token.attrs):
-                self._point = token.end
+        if token.kind is _Kind.START and token.name == b"meta":
+            if _must_precede_tag(token.attrs) and token.end <= _PRESCAN:
+                self._point = max(point, token.end)
             self._collect_csp(token.attrs)
         elif _ends_head(token):
             self._conclude(point)

@@ -113,7 +113,11 @@ async def relay_injected(
         return site.tag(plan.nonce)
 
     injector = HtmlInjector(
-        decide, own_marker=site.own_marker, conflicts=site.conflicts, limit=scan_limit
+        decide,
+        own_marker=site.own_marker,
+        conflicts=site.conflicts,
+        limit=scan_limit,
+        xml=candidate.xml,
     )
     decoder = make_decoder(candidate.coding)
     held: list[bytes] = []

@@ -1517,3 +1517,12 @@ async def test_uncompressed_origin_page_stays_uncompressed(
     assert "Content-Length" not in head.headers
     assert head.headers.get("ETag") == reply.headers.get("ETag")
     assert head.headers.get("Accept-Ranges") == reply.headers.get("Accept-Ranges") == "none"
+
+
+async def test_xhtml_with_another_root_is_left_alone(
+    gw: RunningGateway, client: aiohttp.ClientSession
+) -> None:
+    doc = '<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>'
+    reply = await fetch(client, gw.url + "/html", {"body": doc, "type": "application/xhtml+xml"})
+    assert reply.raw == doc.encode()
+    ElementTree.fromstring(reply.raw)

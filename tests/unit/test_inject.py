@@ -77,8 +77,14 @@ def test_tag_goes_after_leading_http_equiv_meta(equiv: bytes) -> None:
     assert run(doc) == injected_at(doc, after(doc, b'content="x">'))
 
 
-def test_meta_after_other_head_content_does_not_move_point() -> None:
-    doc = b"<head><title>t</title><meta charset=utf-8></head>"
+def test_charset_meta_later_in_head_still_moves_point_within_prescan() -> None:
+    # The browser finds the charset only in the first 1024 bytes: keep it there.
+    doc = b"<head><title>" + b"x" * 600 + b"</title><meta charset=utf-8></head>"
+    assert run(doc) == injected_at(doc, after(doc, b"utf-8>"))
+
+
+def test_charset_meta_past_prescan_does_not_move_point() -> None:
+    doc = b"<head><title>" + b"x" * 1100 + b"</title><meta charset=utf-8></head>"
     assert run(doc) == injected_at(doc, after(doc, b"<head>"))
 
 
@@ -296,6 +302,7 @@ def comment(decoy: bytes) -> bytes:
 
 
 comments = decoys.map(comment)
+PRESCAN = 1024
 scripts = st.builds(
     lambda d, w: b'<script>var s = "' + d + b'"; // ' + w + b"</script>", decoys, words
 )
@@ -315,7 +322,10 @@ metas = st.sampled_from(
     ]
 )
 fillers = st.one_of(spaces, comments)
-head_items = st.one_of(titles, scripts, links, fillers, metas.map(lambda m: m[0]))
+# (item, whether it is a meta that must stay before the tag)
+head_items = st.one_of(
+    st.one_of(titles, scripts, links, fillers).map(lambda item: (item, False)), metas
+)
 body_items = st.one_of(
     words,
     st.builds(lambda d, w: b'<div title="' + d + b'">' + w + b"</div>", decoys, words),
@@ -336,10 +346,14 @@ def documents(draw: st.DrawFn) -> tuple[bytes, int, int]:
         point = spot = len(doc)
         for meta, early in draw(st.lists(metas, max_size=3)):
             doc += draw(fillers) + meta
-            point = len(doc) if early else point
+            point = len(doc) if early and len(doc) <= PRESCAN else point
         if draw(st.booleans()):  # the head goes on past its leading metas
             doc += draw(st.one_of(titles, scripts, links))
-            doc += b"".join(draw(st.lists(head_items, max_size=5)))
+            # A charset-like meta later in the head still moves the point while it
+            # ends within the browser's 1024-byte prescan.
+            for item, early in draw(st.lists(head_items, max_size=5)):
+                doc += item
+                point = len(doc) if early and len(doc) <= PRESCAN else point
             doc += draw(st.sampled_from([b"", b"</head>", b"</HEAD><body>"]))
     else:
         body = draw(st.sampled_from([b"", b"<body>", b'<BODY class="<head>">']))
@@ -394,3 +408,33 @@ def test_skipped_pages_pass_through_unchanged(
     marked = doc[:spot] + extra[0] + doc[spot:]
     cuts = data.draw(st.lists(st.integers(0, len(marked)), max_size=10))
     assert run(marked, split(marked, cuts)) == (extra[1], marked)
+
+
+@pytest.mark.parametrize(
+    ("doc", "after_marker"),
+    [
+        (b'<?xml version="1.0"?><html xmlns="x"><head><meta charset="UTF-8"/></head>', b"/>"),
+        (b'<?xml version="1.0"?><html xmlns="x"><body class="a">', b'class="a">'),
+    ],
+)
+def test_xml_mode_injects_inside_head_or_body(doc: bytes, after_marker: bytes) -> None:
+    injector = HtmlInjector(lambda _csp: TAG, own_marker=MARKER, conflicts=[], xml=True)
+    out = injector.feed(doc) + injector.finish()
+    assert injector.outcome == "injected"
+    point = doc.index(after_marker) + len(after_marker)
+    assert out == doc[:point] + TAG + doc[point:]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>',
+        b'<?xml version="1.0"?><html xmlns="x"><meta charset="UTF-8"/><p>x</p></html>',
+        b"<?xml version='1.0'?>text",
+    ],
+)
+def test_xml_mode_never_injects_outside_head_or_body(doc: bytes) -> None:
+    injector = HtmlInjector(lambda _csp: TAG, own_marker=MARKER, conflicts=[], xml=True)
+    out = injector.feed(doc) + injector.finish()
+    assert injector.outcome == "no_marker"
+    assert out == doc
