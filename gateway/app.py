@@ -18,10 +18,8 @@ from gateway.edge.server import EdgeServer
 from gateway.edge.sites import Site, build_site
 from gateway.metrics import Metrics
 
-# aiohttp's own parser limits sit above ours so that our checks answer first,
-# with 414/431 and a JSON body; beyond these aiohttp answers 400.
-_PARSER_LINE_LIMIT = 65536
-_PARSER_MAX_HEADERS = 256
+# More header lines than this is an attack, not a browser (431 as well).
+_PARSER_MAX_HEADERS = 128
 
 
 @dataclass
@@ -49,11 +47,17 @@ class Gateway:
 
     async def start(self) -> Listening:
         await self.proxy.start()
+        limits = self.config.server
+        # aiohttp's parser enforces the line limits (414/431 via EdgeServer);
+        # they must differ so that an error tells which one was hit.
+        line_limit = limits.max_request_line_bytes
+        field_limit = limits.max_header_bytes + (limits.max_header_bytes == line_limit)
         server = EdgeServer(
             self.proxy.handle,
+            line_limit=line_limit,
             handler_cancellation=True,
-            max_line_size=_PARSER_LINE_LIMIT,
-            max_field_size=_PARSER_LINE_LIMIT,
+            max_line_size=line_limit,
+            max_field_size=field_limit,
             max_headers=_PARSER_MAX_HEADERS,
             access_log=None,
         )

@@ -19,6 +19,8 @@ from gateway.edge.headers import via_mentions
 from gateway.edge.routing import HostRouter, normalize_host
 from gateway.edge.sites import Site
 
+_ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
@@ -39,13 +41,24 @@ class Limits:
     body: int
 
 
-def _is_reserved(raw_path: str, prefix: str) -> bool:
+def normalize_path(raw_path: str) -> str:
+    """The path as an origin may end up resolving it.
+
+    Percent-decoded, backslashes as slashes, `;parameters` dropped from every
+    segment (Java servers ignore them), empty and dot segments resolved.
+    """
+    decoded = unquote(raw_path).replace("\\", "/")
+    segments = [segment.split(";", 1)[0] for segment in decoded.split("/")]
+    joined = "/".join(segment for segment in segments if segment)
+    normal = posixpath.normpath("/" + joined)
+    if decoded.endswith("/") and normal != "/":
+        normal += "/"
+    return normal
+
+
+def _is_reserved(raw_path: str, path: str, prefix: str) -> bool:
     lowered = prefix.lower()
-    if raw_path.lower().startswith(lowered):
-        return True
-    decoded = unquote(raw_path)
-    normal = posixpath.normpath("/" + decoded.replace("\\", "/").lstrip("/")) + "/"
-    return normal.lower().startswith(lowered) or decoded.lower().startswith(lowered)
+    return raw_path.lower().startswith(lowered) or (path.lower() + "/").startswith(lowered)
 
 
 def admit(
@@ -74,7 +87,7 @@ def admit(
     length = request.content_length
     if length is not None and length > limits.body:
         return json_error(413, "body_too_large", f"request body larger than {limits.body} bytes")
-    if raw_target.startswith(("http://", "https://")) or "://" in raw_target.split("?", 1)[0]:
+    if not raw_target.startswith("/") and "://" in raw_target.split("?", 1)[0]:
         parts = urlsplit(raw_target)
         authority = parts.netloc
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -82,25 +95,28 @@ def admit(
         authority = request.headers.get("Host", "")
         target = raw_target
     elif raw_target == "*" and request.method == "OPTIONS":
-        authority = request.headers.get("Host", "")
-        target = "*"
+        # About the server itself: answered here, there is nothing to forward.
+        return web.Response(status=204, headers={"Allow": _ALLOW})
     else:
         return json_error(400, "bad_target", "request target must be origin-form or absolute-form")
     if not authority:
         return json_error(400, "missing_host", "the request has no Host")
     host = normalize_host(authority)
-    site = router.resolve(host) if host else None
+    if host is None:
+        return json_error(400, "bad_host", f"not a valid host: {authority[:100]!r}")
+    site = router.resolve(host)
     if site is None:
         return json_error(421, "unknown_host", f"no site is configured for host {authority!r}")
     if via_mentions(request.raw_headers, pseudonym):
         return json_error(
             508, "loop_detected", "the request has already passed through this gateway"
         )
-    path = target.split("?", 1)[0]
+    raw_path = target.split("?", 1)[0]
+    path = normalize_path(raw_path)
     return Admitted(
         site=site,
         client_host=authority,
         target=target,
-        path=unquote(path),
-        reserved=_is_reserved(path, prefix),
+        path=path,
+        reserved=_is_reserved(raw_path, path, prefix),
     )

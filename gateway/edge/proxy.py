@@ -25,7 +25,7 @@ from gateway.edge.eligibility import Candidate, judge
 from gateway.edge.errors import json_error
 from gateway.edge.headers import TrustedProxies, has_token, request_headers, response_headers
 from gateway.edge.recorder_asset import RecorderAsset
-from gateway.edge.relay import relay_untouched
+from gateway.edge.relay import OriginFailed, relay_untouched
 from gateway.edge.reserved import serve_reserved
 from gateway.edge.rewrite import (
     csp_source,
@@ -75,6 +75,7 @@ class Proxy:
             total=None, connect=proxy.connect_timeout, sock_read=proxy.idle_timeout
         )
         self._response_timeout = proxy.response_timeout
+        self._idle = proxy.idle_timeout
         self._scan_limit = proxy.inject_scan_limit
         self._session: aiohttp.ClientSession | None = None
 
@@ -173,7 +174,11 @@ class Proxy:
                 headers["If-None-Match"] = translated
         url = URL(site.origin_base + admitted.target, encoded=True)
         body_state = _BodyState()
-        body = _stream_body(request, self._limits.body, body_state) if request.body_exists else None
+        body = (
+            _stream_body(request, self._limits.body, self._idle, body_state)
+            if request.body_exists
+            else None
+        )
         metrics = self._metrics
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -203,6 +208,11 @@ class Proxy:
                         413, "body_too_large", f"request body larger than {self._limits.body} bytes"
                     ),
                 )
+            if body_state.stalled:
+                metrics.client_disconnects.labels(site=site.key).inc()
+                error = json_error(408, "request_timeout", "the request body stopped arriving")
+                error.force_close()
+                return self._answer(request, site, error)
             return self._answer(request, site, self._origin_failure(site, exc))
         metrics.origin_latency.labels(site=site.key).observe(loop.time() - started)
         completed = False
@@ -210,6 +220,10 @@ class Proxy:
             response = await self._relay(request, admitted, origin, asked_current)
             completed = True
             return response
+        except OriginFailed as failure:
+            # Nothing was sent yet (the injector was still reading the head).
+            assert failure.__cause__ is not None
+            return self._answer(request, site, self._origin_failure(site, failure.__cause__))
         except asyncio.CancelledError:
             metrics.client_disconnects.labels(site=site.key).inc()
             raise
@@ -274,6 +288,7 @@ class Proxy:
                     candidate=verdict,
                     client_host=admitted.client_host,
                     scan_limit=self._scan_limit,
+                    idle=self._idle,
                     metrics=metrics,
                 )
                 self._count(request, site, response.status)
@@ -284,7 +299,7 @@ class Proxy:
             metrics.injections.labels(site=site.key, outcome="head").inc()
             self._count(request, site, origin.status)
             return await relay_untouched(
-                request, site, origin, headers, self._metrics, keep_length=False
+                request, site, origin, headers, metrics, idle=self._idle, keep_length=False
             )
         if asked_current and origin.status == 304:
             # A 304 updates the cached injected page's headers: keep them the injected ones.
@@ -293,7 +308,7 @@ class Proxy:
             keep_csp_allowing_tag(headers, csp_source(request, site, admitted.client_host))
         metrics.injections.labels(site=site.key, outcome=verdict).inc()
         self._count(request, site, origin.status)
-        return await relay_untouched(request, site, origin, headers, metrics)
+        return await relay_untouched(request, site, origin, headers, metrics, idle=self._idle)
 
     def _count(self, request: web.BaseRequest, site: Site, status: int) -> None:
         self._metrics.proxied_requests.labels(
@@ -302,17 +317,27 @@ class Proxy:
 
 
 class _BodyState:
-    __slots__ = ("received", "too_large")
+    __slots__ = ("received", "stalled", "too_large")
 
     def __init__(self) -> None:
         self.received = 0
         self.too_large = False
+        self.stalled = False
 
 
 async def _stream_body(
-    request: web.BaseRequest, limit: int, state: _BodyState
+    request: web.BaseRequest, limit: int, idle: float, state: _BodyState
 ) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_any():
+    """The client's body, counted, bounded, and given up when the client stalls."""
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            state.stalled = True
+            raise
+        if not chunk:
+            return
         state.received += len(chunk)
         if state.received > limit:
             state.too_large = True
@@ -322,6 +347,7 @@ async def _stream_body(
 
 def _error_code(response: web.Response) -> str:
     return {
+        204: "options",
         400: "bad_request",
         405: "connect",
         413: "body_too_large",
@@ -361,14 +387,22 @@ def _is_html(origin: aiohttp.ClientResponse) -> bool:
 def _rewrite_location(
     headers: CIMultiDict[str], site: Site, request: web.BaseRequest, client_host: str
 ) -> None:
+    """An origin naming its own address gets the public host instead.
+
+    With an origin path (`http://10.0.0.5/app`), only URLs under that path map
+    back, and the path comes off: the gateway puts it back on every request.
+    """
     location = headers.get("Location")
     if not location:
         return
+    lowered = location.lower()
     for prefix in site.origin_prefixes:
-        if location.lower().startswith(prefix.lower()):
-            rest = location[len(prefix) :]
-            if rest and rest[0] not in "/?#":
-                continue
-            scheme = "https" if request.secure else "http"
-            headers["Location"] = f"{scheme}://{client_host}{rest or '/'}"
-            return
+        base = prefix + site.origin_path
+        if not lowered.startswith(base.lower()):
+            continue
+        rest = location[len(base) :]
+        if rest and rest[0] not in "/?#":
+            continue
+        scheme = "https" if request.secure else "http"
+        headers["Location"] = f"{scheme}://{client_host}{rest if rest[:1] == '/' else '/' + rest}"
+        return

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gateway.edge.codecs import CodecError
 from gateway.edge.responses import RelayedResponse
 from gateway.edge.sites import Site
 from gateway.metrics import Metrics
@@ -23,6 +25,75 @@ def abort(request: web.BaseRequest) -> None:
         request.transport.close()
 
 
+class OriginFailed(Exception):
+    """The origin failed before any response headers went to the client."""
+
+
+class ClientStalled(Exception):
+    """The client took no data for longer than the idle timeout."""
+
+
+class ClientSender:
+    """Writes a response body with an idle deadline per write, counting bytes.
+
+    A client that stops reading would otherwise hold its handler and an origin
+    connection forever (aiohttp's write waits for the socket to drain).
+    """
+
+    __slots__ = ("_idle", "_response", "sent")
+
+    def __init__(self, response: web.StreamResponse, idle: float) -> None:
+        self._response = response
+        self._idle = idle
+        self.sent = 0
+
+    async def send(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            async with asyncio.timeout(self._idle):
+                await self._response.write(data)
+        except TimeoutError as exc:
+            raise ClientStalled from exc
+        self.sent += len(data)
+
+
+async def stream_body(
+    request: web.BaseRequest,
+    sender: ClientSender,
+    body: AsyncIterator[bytes],
+    site: Site,
+    metrics: Metrics,
+) -> bool:
+    """Send `body` through `sender`; False when the transfer was cut short.
+
+    On any failure the client connection is aborted, never ended cleanly.
+    """
+    try:
+        async for chunk in body:
+            await sender.send(chunk)
+    except (ClientStalled, ConnectionError):
+        metrics.client_disconnects.labels(site=site.key).inc()
+        abort(request)
+        return False
+    except (TimeoutError, aiohttp.ClientError, CodecError):
+        metrics.origin_errors.labels(site=site.key, kind="aborted").inc()
+        abort(request)
+        return False
+    finally:
+        metrics.response_bytes.labels(site=site.key).inc(sender.sent)
+    return True
+
+
+async def _held_then_rest(
+    held: Iterable[bytes], origin: aiohttp.ClientResponse
+) -> AsyncIterator[bytes]:
+    for chunk in held:
+        yield chunk
+    async for chunk in origin.content.iter_any():
+        yield chunk
+
+
 async def relay_untouched(
     request: web.BaseRequest,
     site: Site,
@@ -30,6 +101,7 @@ async def relay_untouched(
     headers: CIMultiDict[str],
     metrics: Metrics,
     *,
+    idle: float,
     keep_length: bool = True,
     held: Iterable[bytes] = (),
 ) -> web.StreamResponse:
@@ -42,19 +114,7 @@ async def relay_untouched(
     if keep_length and length is not None and length.isdigit():
         response.content_length = int(length)
     await response.prepare(request)
-    sent = 0
-    try:
-        for chunk in held:
-            await response.write(chunk)
-            sent += len(chunk)
-        async for chunk in origin.content.iter_any():
-            await response.write(chunk)
-            sent += len(chunk)
-    except (TimeoutError, aiohttp.ClientError):
-        metrics.origin_errors.labels(site=site.key, kind="aborted").inc()
-        abort(request)
-        return response
-    finally:
-        metrics.response_bytes.labels(site=site.key).inc(sent)
-    await response.write_eof()
+    sender = ClientSender(response, idle)
+    if await stream_body(request, sender, _held_then_rest(held, origin), site, metrics):
+        await response.write_eof()
     return response

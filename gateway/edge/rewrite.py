@@ -10,17 +10,24 @@ streams chunk by chunk with an encoder flush per chunk.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.edge.codecs import CodecError, choose_encoding, make_decoder, make_encoder
+from gateway.edge.codecs import (
+    CodecError,
+    Decoder,
+    Encoder,
+    choose_encoding,
+    make_decoder,
+    make_encoder,
+)
 from gateway.edge.csp import CspPlan, plan_csp
 from gateway.edge.eligibility import Candidate
 from gateway.edge.inject import HtmlInjector
-from gateway.edge.relay import abort, relay_untouched
+from gateway.edge.relay import ClientSender, OriginFailed, relay_untouched, stream_body
 from gateway.edge.responses import RelayedResponse
 from gateway.edge.sites import Site
 from gateway.edge.validators import add_vary, mark_injected
@@ -97,6 +104,7 @@ async def relay_injected(
     candidate: Candidate,
     client_host: str,
     scan_limit: int,
+    idle: float,
     metrics: Metrics,
 ) -> web.StreamResponse:
     source = csp_source(request, site, client_host)
@@ -121,6 +129,7 @@ async def relay_injected(
     )
     decoder = make_decoder(candidate.coding)
     held: list[bytes] = []
+    held_bytes = 0
     ready: list[bytes] = []
     # Output of the chunk the injector decided in, still to be decoded: a small chunk
     # can inflate to megabytes, so it streams piece by piece like the rest.
@@ -135,6 +144,7 @@ async def relay_injected(
                 ready.append(injector.finish())
                 break
             held.append(chunk)
+            held_bytes += len(chunk)
             pieces = decoder.decompress(chunk)
             for piece in pieces:
                 # Leading blanks may come in pieces of their own: judge the first real byte.
@@ -150,12 +160,19 @@ async def relay_injected(
                     break
             if outcome:
                 break
+            if not injector.decided and held_bytes > scan_limit:
+                # Encoded bytes that decode to (almost) nothing: never hold more
+                # than the scan limit of them, whatever the decoder makes of it.
+                outcome = "no_marker"
+                break
     except CodecError:
         outcome = "bad_encoding"
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise OriginFailed from exc
     outcome = outcome or injector.outcome or "no_marker"
     metrics.injections.labels(site=site.key, outcome=outcome).inc()
     if outcome != "injected":
-        return await relay_untouched(request, site, origin, headers, metrics, held=held)
+        return await relay_untouched(request, site, origin, headers, metrics, idle=idle, held=held)
 
     coding = injected_coding(request, candidate)
     describe_injected(headers, site, coding)
@@ -163,32 +180,25 @@ async def relay_injected(
         _replace_csp(headers, csp.plan)
     response = RelayedResponse(status=origin.status, reason=origin.reason, headers=headers)
     await response.prepare(request)
-    encoder = make_encoder(coding)
-    sent = 0
-    try:
-        out = encoder.compress(b"".join(ready))
-        await response.write(out)
-        sent += len(out)
-        for piece in pending:
-            out = encoder.compress(piece)
-            if out:
-                await response.write(out)
-                sent += len(out)
-        async for chunk in origin.content.iter_any():
-            # Piece by piece: a compression bomb never sits whole in memory.
-            for piece in decoder.decompress(chunk):
-                out = encoder.compress(piece)
-                if out:
-                    await response.write(out)
-                    sent += len(out)
-        out = encoder.compress(decoder.finish()) + encoder.finish()
-        await response.write(out)
-        sent += len(out)
-    except (TimeoutError, aiohttp.ClientError, CodecError):
-        metrics.origin_errors.labels(site=site.key, kind="aborted").inc()
-        abort(request)
-        return response
-    finally:
-        metrics.response_bytes.labels(site=site.key).inc(sent)
-    await response.write_eof()
+    body = _encoded(make_encoder(coding), decoder, b"".join(ready), pending, origin)
+    if await stream_body(request, ClientSender(response, idle), body, site, metrics):
+        await response.write_eof()
     return response
+
+
+async def _encoded(
+    encoder: Encoder,
+    decoder: Decoder,
+    ready: bytes,
+    pending: Iterator[bytes],
+    origin: aiohttp.ClientResponse,
+) -> AsyncIterator[bytes]:
+    """The injected page, encoded for the client and flushed chunk by chunk."""
+    yield encoder.compress(ready)
+    for piece in pending:
+        yield encoder.compress(piece)
+    async for chunk in origin.content.iter_any():
+        # Piece by piece: a compression bomb never sits whole in memory.
+        for piece in decoder.decompress(chunk):
+            yield encoder.compress(piece)
+    yield encoder.compress(decoder.finish()) + encoder.finish()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+# Letters, digits, '-', '.' and '_' (seen in real names): anything else in a Host
+# is an attack on whatever later reflects it (Location, CSP, logs).
+_REG_NAME = re.compile(r"[a-z0-9._-]+")
 
 
 def normalize_host(value: str) -> str | None:
@@ -15,7 +19,7 @@ def normalize_host(value: str) -> str | None:
     None when the value is not a plausible authority (so it can never match).
     """
     value = value.strip().lower()
-    if not value or any(c in value for c in "/@?# \t"):
+    if not value:
         return None
     if value.startswith("["):
         end = value.find("]")
@@ -32,7 +36,8 @@ def normalize_host(value: str) -> str | None:
     host, sep, port = value.partition(":")
     if sep and not port.isdigit():
         return None
-    return host.rstrip(".") or None
+    host = host.rstrip(".")
+    return host if _REG_NAME.fullmatch(host) else None
 
 
 class HostRouter(Generic[T]):

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.edge.errors import json_error
@@ -20,6 +21,10 @@ log = logging.getLogger("gateway.edge")
 
 
 class _JsonErrorHandler(RequestHandler):
+    def __init__(self, manager: web.Server, *, line_limit: int, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._line_limit = line_limit
+
     def handle_error(
         self,
         request: web.BaseRequest,
@@ -29,7 +34,15 @@ class _JsonErrorHandler(RequestHandler):
     ) -> web.StreamResponse:
         if request.writer.output_size > 0:
             raise ConnectionError("response already started; closing the connection")
-        if status >= 500:
+        if isinstance(exc, LineTooLong):
+            # The parser enforces our limits; its limit says which line was too long.
+            too_long_line = exc.args[1] == self._line_limit
+            response = (
+                json_error(414, "uri_too_long", "request line too long")
+                if too_long_line
+                else json_error(431, "headers_too_large", "a request header is too long")
+            )
+        elif status >= 500:
             log.error("error handling request from %s", request.remote, exc_info=exc)
             response = json_error(status, "internal_error", "the gateway failed to answer")
         else:
@@ -41,6 +54,12 @@ class _JsonErrorHandler(RequestHandler):
 
 
 class EdgeServer(web.Server):
+    """`line_limit` must be the parser's max_line_size (and differ from max_field_size)."""
+
+    def __init__(self, handler: Any, *, line_limit: int, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._line_limit = line_limit
+
     def __call__(self) -> RequestHandler:
         kwargs: dict[str, Any] = self._kwargs
-        return _JsonErrorHandler(self, loop=self._loop, **kwargs)
+        return _JsonErrorHandler(self, loop=self._loop, line_limit=self._line_limit, **kwargs)

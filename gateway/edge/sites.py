@@ -19,11 +19,14 @@ _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def compile_path_patterns(patterns: list[str]) -> re.Pattern[str] | None:
-    """`/admin/*` style patterns: `*` matches any run of characters, `/` included."""
+    """`/admin/*` style patterns: `*` matches any run of characters, `/` included.
+
+    Matched against the normalised path (admission.normalize_path)."""
     if not patterns:
         return None
     parts = ["^" + re.escape(p).replace(r"\*", ".*") + "$" for p in patterns]
-    return re.compile("|".join(parts))
+    # Case-blind: a case-insensitive origin serves /Admin/ as /admin/.
+    return re.compile("|".join(parts), re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,3 +155,30 @@ async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 3.0) -> 
         chunks.append(b"<<open>>")
     writer.close()
     return b"".join(chunks)
+
+
+RawOrigin = Callable[[bytes], Awaitable[str]]
+
+
+@pytest.fixture
+async def raw_origin() -> AsyncIterator[RawOrigin]:
+    """An origin that answers every request with the given raw bytes, then closes.
+
+    `{port}` in the reply is replaced by the origin's own port."""
+    servers: list[asyncio.Server] = []
+
+    async def start(reply: bytes) -> str:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(reply.replace(b"{port}", str(port).encode()))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.close()

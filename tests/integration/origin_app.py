@@ -158,8 +158,12 @@ def build_origin(state: OriginState) -> web.Application:
             response.content_length = mib * CHUNK_MIB
         await response.prepare(request)
         block = bytes(range(256)) * (CHUNK_MIB // 256)
-        for _ in range(mib):
-            await response.write(block)
+        try:
+            for _ in range(mib):
+                await response.write(block)
+        except (asyncio.CancelledError, ConnectionError):
+            state.cancelled.set()
+            raise
         await response.write_eof()
         return response
 

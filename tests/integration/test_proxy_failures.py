@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -14,6 +13,7 @@ from gateway.app import Gateway
 from tests.integration.conftest import (
     GatewayFactory,
     Origin,
+    RawOrigin,
     RunningGateway,
     raw_exchange,
     site_config,
@@ -180,30 +180,6 @@ async def test_origin_timeout_is_504(
         assert response.status == 504
         assert (await response.json())["error"] == "origin_timeout"
     assert gw.metric("gateway_origin_errors_total", site="shop", kind="timeout") == 1
-
-
-RawOrigin = Callable[[bytes], Awaitable[str]]
-
-
-@pytest.fixture
-async def raw_origin() -> AsyncIterator[RawOrigin]:
-    """An origin that answers every request with the given raw bytes, then closes."""
-    servers: list[asyncio.Server] = []
-
-    async def start(reply: bytes) -> str:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(reply)
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 @pytest.mark.parametrize(
