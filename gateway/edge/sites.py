@@ -109,9 +109,10 @@ def build_site(config: SiteConfig, *, prefix: str, recorder_digest: str) -> Site
     tail = f' data-rec-settings="{html.escape(settings)}" async=""></script>'
     version = hashlib.sha256((head + tail).encode()).hexdigest()[:10]
     rec = config.recording
+    # Built once: loading the CA store per connection would cost every request.
     context: ssl.SSLContext | bool = True
-    if parts.scheme == "https" and config.origin_ca:
-        context = ssl.create_default_context(cafile=config.origin_ca)
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=config.origin_ca or None)
     return Site(
         config=config,
         key=config.key,

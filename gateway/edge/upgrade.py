@@ -70,9 +70,7 @@ class _ClientToOrigin:
 async def _open(site: Site, timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     host = site.origin.host or ""
     port = site.origin.port or (443 if site.origin.scheme == "https" else 80)
-    context: ssl.SSLContext | None = None
-    if site.origin.scheme == "https":
-        context = site.ssl if isinstance(site.ssl, ssl.SSLContext) else ssl.create_default_context()
+    context = site.ssl if isinstance(site.ssl, ssl.SSLContext) else None  # https origins
     return await asyncio.wait_for(
         asyncio.open_connection(host, port, ssl=context, server_hostname=host if context else None),
         timeout,

@@ -95,3 +95,19 @@ async def test_tls_listener_reports_https(
     ):
         seen = await response.json()
     assert ["X-Forwarded-Proto", "https"] in seen["headers"]
+
+
+async def test_websocket_to_https_origin(
+    make_gateway: GatewayFactory, tls_origin: int, ca: trustme.CA, tmp_path: Path
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    gw = await make_gateway(
+        site_config(f"https://localhost:{tls_origin}", extra_site=f'origin_ca = "{ca_file}"')
+    )
+    async with (
+        aiohttp.ClientSession(headers={"Host": "shop.test"}) as session,
+        session.ws_connect(gw.url + "/ws") as socket,
+    ):
+        await socket.send_str("over tls")
+        assert (await socket.receive()).data == "echo:over tls"
