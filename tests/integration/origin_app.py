@@ -36,7 +36,7 @@ class OriginState:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
-        self.connections = 0
+        self.peers: set[int] = set()
         self.cancelled = asyncio.Event()
         self.upload_sizes: list[int] = []
 
@@ -280,11 +280,14 @@ def build_origin(state: OriginState) -> web.Application:
             return web.Response(status=304, headers=headers)
         return web.Response(body=PAGE, content_type="text/html", charset="utf-8", headers=headers)
 
-    app = web.Application()
+    @web.middleware
+    async def note_connection(request: web.Request, handler: Any) -> web.StreamResponse:
+        # One client port per TCP connection: counts how many the gateway opened.
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            state.peers.add(peer[1])
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app = web.Application(middlewares=[note_connection])
     app.add_routes(routes)
-
-    async def count_connections(app: web.Application) -> None:
-        pass
-
-    app.on_startup.append(count_connections)
     return app

@@ -9,7 +9,13 @@ import zlib
 import aiohttp
 import pytest
 
-from tests.integration.conftest import Origin, RunningGateway, raw_exchange
+from tests.integration.conftest import (
+    GatewayFactory,
+    Origin,
+    RunningGateway,
+    raw_exchange,
+    site_config,
+)
 
 
 async def test_non_html_passes_byte_identical(
@@ -176,3 +182,53 @@ async def test_other_upgrades_are_proxied_as_plain_requests(
     assert answer.startswith(b"HTTP/1.1 200")
     names = {name.lower() for name, _ in origin.state.requests[-1]["headers"]}
     assert not names & {"upgrade", "http2-settings", "connection"}
+
+
+async def test_request_framing_is_redone_not_copied(make_gateway: GatewayFactory) -> None:
+    """Chunk extensions and trailers of the client never reach the origin as sent."""
+    received = bytearray()
+    done = asyncio.Event()
+
+    async def capture(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        received.extend(head)
+        while not received.endswith(b"0\r\n\r\n"):
+            received.extend(await reader.read(65536))
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        done.set()
+
+    server = await asyncio.start_server(capture, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    gw = await make_gateway(site_config(f"http://127.0.0.1:{port}"))
+    answer = await raw_exchange(
+        gw.port,
+        b"POST /x HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n"
+        b"Trailer: X-Sum\r\nConnection: close\r\n\r\n"
+        b"5;ext=secret\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n",
+    )
+    server.close()
+    assert answer.startswith(b"HTTP/1.1 204")
+    await asyncio.wait_for(done.wait(), 3)
+    assert b"Transfer-Encoding: chunked" in received
+    assert b"ext=secret" not in received
+    assert b"X-Sum" not in received
+    body = bytes(received.split(b"\r\n\r\n", 1)[1])
+    assert body.replace(b"\r\n", b"").endswith(b"0")
+    assert b"hello" in body and b" world" in body
+
+
+async def test_origin_pool_limit_is_respected(make_gateway: GatewayFactory, origin: Origin) -> None:
+    gw = await make_gateway(extra_proxy="max_connections_per_origin = 2")
+    async with aiohttp.ClientSession(headers={"Host": "shop.test"}) as session:
+
+        async def slow() -> int:
+            async with session.get(gw.url + "/slow-headers?s=0.3") as response:
+                await response.read()
+                return response.status
+
+        statuses = await asyncio.gather(*(slow() for _ in range(6)))
+    assert statuses == [200] * 6
+    # Six requests over at most two origin connections: three rounds of 0.3 s.
+    assert len(origin.connections) == 2
