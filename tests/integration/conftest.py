@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -131,6 +132,17 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
     )
     yield session
     await session.close()
+
+
+def status_of(answer: bytes) -> int:
+    """The status code of a raw HTTP answer."""
+    return int(answer.split(b" ", 2)[1])
+
+
+def json_body_of(answer: bytes) -> dict[str, str]:
+    """The JSON body of a raw HTTP answer (as read by raw_exchange)."""
+    body = answer.split(b"\r\n\r\n", 1)[1].replace(b"<<open>>", b"")
+    return json.loads(body)  # type: ignore[no-any-return]
 
 
 async def raw_exchange(port: int, data: bytes, *, read_timeout: float = 3.0) -> bytes:

@@ -33,7 +33,7 @@ from tests.integration.conftest import (
     RunningGateway,
     raw_exchange,
 )
-from tests.integration.origin_app import PAGE
+from tests.integration.origin_app import PAGE, compress
 
 CHROME_AE = "gzip, deflate, br, zstd"
 MARKER = b"/__rec/recorder.js"
@@ -82,15 +82,7 @@ def decode(raw: bytes, coding: str) -> bytes:
 
 
 def encode(data: bytes, coding: str) -> bytes:
-    if coding == "gzip":
-        return gzip.compress(data, mtime=0)
-    if coding == "deflate":
-        return zlib.compress(data)
-    if coding == "br":
-        return bytes(brotli.compress(data))
-    if coding == "zstd":
-        return bytes(zstandard.ZstdCompressor().compress(data))
-    raise AssertionError(coding)
+    return compress(coding, data)
 
 
 async def fetch(

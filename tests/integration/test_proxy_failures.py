@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 
 import aiohttp
@@ -15,18 +14,11 @@ from tests.integration.conftest import (
     Origin,
     RawOrigin,
     RunningGateway,
+    json_body_of,
     raw_exchange,
     site_config,
+    status_of,
 )
-
-
-def _status(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
-
-
-def _json_body(answer: bytes) -> dict[str, str]:
-    body = answer.split(b"\r\n\r\n", 1)[1].replace(b"<<open>>", b"")
-    return json.loads(body)  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(
@@ -62,8 +54,8 @@ async def test_malformed_requests_get_400_and_close(
     gw: RunningGateway, origin: Origin, request_bytes: bytes
 ) -> None:
     answer = await raw_exchange(gw.port, request_bytes)
-    assert _status(answer) == 400, answer[:200]
-    assert _json_body(answer)["error"] in ("bad_request", "missing_host")
+    assert status_of(answer) == 400, answer[:200]
+    assert json_body_of(answer)["error"] in ("bad_request", "missing_host")
     assert not answer.endswith(b"<<open>>"), "connection must be closed"
     assert origin.state.requests == []
 
@@ -72,8 +64,8 @@ async def test_unknown_host_is_421_json(gw: RunningGateway, origin: Origin) -> N
     answer = await raw_exchange(
         gw.port, b"GET /echo HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
     )
-    assert _status(answer) == 421
-    assert _json_body(answer)["error"] == "unknown_host"
+    assert status_of(answer) == 421
+    assert json_body_of(answer)["error"] == "unknown_host"
     assert origin.state.requests == []
     assert gw.metric("gateway_rejected_requests_total", reason="unknown_host") == 1
 
@@ -83,12 +75,12 @@ async def test_absolute_form_routes_on_its_authority(gw: RunningGateway, origin:
         gw.port,
         b"GET http://evil.example/echo HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
     )
-    assert _status(answer) == 421
+    assert status_of(answer) == 421
     answer = await raw_exchange(
         gw.port,
         b"GET http://www.shop.test/echo?q=1 HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
     )
-    assert _status(answer) == 200
+    assert status_of(answer) == 200
     seen = origin.state.requests[-1]
     assert seen["raw_path"] == "/echo?q=1"
     assert ["Host", "www.shop.test"] in seen["headers"]
@@ -98,7 +90,7 @@ async def test_connect_is_refused(gw: RunningGateway, origin: Origin) -> None:
     answer = await raw_exchange(
         gw.port, b"CONNECT shop.test:443 HTTP/1.1\r\nHost: shop.test:443\r\n\r\n"
     )
-    assert _status(answer) == 405
+    assert status_of(answer) == 405
     assert origin.state.requests == []
 
 
@@ -111,8 +103,8 @@ async def test_reserved_prefix_never_reaches_origin(
     answer = await raw_exchange(
         gw.port, f"GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n".encode()
     )
-    assert _status(answer) == 404
-    assert _json_body(answer)["error"] == "not_found"
+    assert status_of(answer) == 404
+    assert json_body_of(answer)["error"] == "not_found"
     assert origin.state.requests == []
 
 
@@ -141,21 +133,21 @@ async def test_size_limits(make_gateway: GatewayFactory, origin: Origin) -> None
         extra_server="max_request_line_bytes = 2048\nmax_header_bytes = 4096\nmax_body_bytes = 10000"
     )
     long_line = b"GET /echo?" + b"a" * 3000 + b" HTTP/1.1\r\nHost: shop.test\r\n\r\n"
-    assert _status(await raw_exchange(gw.port, long_line)) == 414
+    assert status_of(await raw_exchange(gw.port, long_line)) == 414
     big_headers = (
         b"GET /echo HTTP/1.1\r\nHost: shop.test\r\n" + b"X-Big: " + b"b" * 5000 + b"\r\n\r\n"
     )
-    assert _status(await raw_exchange(gw.port, big_headers)) == 431
+    assert status_of(await raw_exchange(gw.port, big_headers)) == 431
     big_body = b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 20000\r\n\r\n"
     answer = await raw_exchange(gw.port, big_body)
-    assert _status(answer) == 413
-    assert _json_body(answer)["error"] == "body_too_large"
+    assert status_of(answer) == 413
+    assert json_body_of(answer)["error"] == "body_too_large"
     chunks = b"".join(b"1000\r\n" + b"x" * 4096 + b"\r\n" for _ in range(5)) + b"0\r\n\r\n"
     chunked = (
         b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nTransfer-Encoding: chunked\r\n"
         b"Connection: close\r\n\r\n" + chunks
     )
-    assert _status(await raw_exchange(gw.port, chunked)) == 413
+    assert status_of(await raw_exchange(gw.port, chunked)) == 413
 
 
 async def test_origin_refused_is_502(

@@ -17,12 +17,9 @@ from tests.integration.conftest import (
     RunningGateway,
     raw_exchange,
     site_config,
+    status_of,
 )
 from tests.integration.origin_app import PAGE
-
-
-def _status(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
 
 
 def _gzip_with_comment(payload: bytes, comment_size: int) -> bytes:
@@ -85,7 +82,7 @@ async def test_client_that_stops_sending_its_body_gets_408(
         b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 100000\r\n\r\nonly a little",
         read_timeout=5,
     )
-    assert _status(answer) == 408
+    assert status_of(answer) == 408
     assert b'"request_timeout"' in answer
     # Closed after aiohttp's lingering read of the rest of the body.
     assert b"Connection: close" in answer
@@ -116,7 +113,7 @@ async def test_exclusion_rules_see_through_path_tricks(
         gw.port,
         f"GET {path} HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: {BROWSER_UA}\r\nConnection: close\r\n\r\n".encode(),
     )
-    assert _status(answer) == 200
+    assert status_of(answer) == 200
     assert b"/__rec/recorder.js" not in answer
     assert gw.metric("gateway_injections_total", site="shop", outcome="excluded") == 1
 
@@ -130,7 +127,7 @@ async def test_reserved_prefix_with_path_parameters(
     answer = await raw_exchange(
         gw.port, f"GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n".encode()
     )
-    assert _status(answer) == 404
+    assert status_of(answer) == 404
     assert origin.state.requests == []
 
 
@@ -143,7 +140,7 @@ async def test_hosts_with_foreign_characters_are_400(
     answer = await raw_exchange(
         gw.port, f"GET /echo HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
     )
-    assert _status(answer) == 400
+    assert status_of(answer) == 400
     assert b'"bad_host"' in answer
     assert origin.state.requests == []
 
@@ -176,7 +173,7 @@ async def test_origin_form_path_containing_a_url_is_not_absolute_form(
         gw.port,
         b"GET /echo/web/2020/http://example.com/ HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
     )
-    assert _status(answer) == 200
+    assert status_of(answer) == 200
     assert origin.state.requests[-1]["raw_path"] == "/echo/web/2020/http://example.com/"
 
 
@@ -184,7 +181,7 @@ async def test_options_asterisk_answered_locally(gw: RunningGateway, origin: Ori
     answer = await raw_exchange(
         gw.port, b"OPTIONS * HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
     )
-    assert _status(answer) == 204
+    assert status_of(answer) == 204
     assert b"Allow: GET" in answer
     assert origin.state.requests == []
 
@@ -192,9 +189,9 @@ async def test_options_asterisk_answered_locally(gw: RunningGateway, origin: Ori
 async def test_oversized_lines_beyond_parser_get_414_and_431(gw: RunningGateway) -> None:
     line = b"GET /echo?" + b"a" * 20000 + b" HTTP/1.1\r\nHost: shop.test\r\n\r\n"
     answer = await raw_exchange(gw.port, line)
-    assert _status(answer) == 414
+    assert status_of(answer) == 414
     assert b'"uri_too_long"' in answer
     header = b"GET /echo HTTP/1.1\r\nHost: shop.test\r\nX-Big: " + b"b" * 40000 + b"\r\n\r\n"
     answer = await raw_exchange(gw.port, header)
-    assert _status(answer) == 431
+    assert status_of(answer) == 431
     assert b'"headers_too_large"' in answer
