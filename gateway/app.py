@@ -6,17 +6,22 @@ import asyncio
 import signal
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from gateway.admin.app import build_admin_app
+from gateway.collect.handler import CollectEndpoint
+from gateway.collect.quota import SqliteQuotaStore
 from gateway.config import Config, parse_listen
+from gateway.edge.headers import TrustedProxies
 from gateway.edge.proxy import Proxy
 from gateway.edge.recorder_asset import RecorderAsset, load_recorder_asset
 from gateway.edge.server import EdgeServer
 from gateway.edge.sites import Site, build_site
 from gateway.metrics import Metrics
+from gateway.pipeline.sink import MemoryQueueSink
 
 # More header lines than this is an attack, not a browser (431 as well).
 _PARSER_MAX_HEADERS = 128
@@ -40,12 +45,25 @@ class Gateway:
             build_site(s, prefix=config.server.prefix, recorder_digest=self.recorder.digest)
             for s in config.sites
         ]
-        self.proxy = Proxy(config, self.sites, self.metrics, self.recorder)
+        self.sink = MemoryQueueSink(config.collect.queue_batches)
+        self.quota: SqliteQuotaStore | None = None
+        self.proxy: Proxy | None = None
         self._runners: list[web.BaseRunner] = []
         self._ready = False
         self.listening: Listening | None = None
 
     async def start(self) -> Listening:
+        data_dir = Path(self.config.server.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.quota = await SqliteQuotaStore.open(data_dir / "quota.sqlite3")
+        collect = CollectEndpoint(
+            self.config.collect,
+            metrics=self.metrics,
+            quota=self.quota,
+            sink=self.sink,
+            trusted=TrustedProxies(self.config.server.trusted_proxies),
+        )
+        self.proxy = Proxy(self.config, self.sites, self.metrics, self.recorder, collect)
         await self.proxy.start()
         limits = self.config.server
         # aiohttp's parser enforces the line limits (414/431 via EdgeServer);
@@ -56,6 +74,9 @@ class Gateway:
             self.proxy.handle,
             line_limit=line_limit,
             handler_cancellation=True,
+            # Request bodies pass to origins as sent (a gzip upload stays gzip);
+            # the collect endpoint inflates its own, with a bound.
+            auto_decompress=False,
             max_line_size=line_limit,
             max_field_size=field_limit,
             max_headers=_PARSER_MAX_HEADERS,
@@ -105,7 +126,10 @@ class Gateway:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
-        await self.proxy.close()
+        if self.proxy is not None:
+            await self.proxy.close()
+        if self.quota is not None:
+            await self.quota.close()
 
 
 async def serve_forever(gateway: Gateway, announce: bool = True) -> None:

@@ -68,6 +68,19 @@ class ProxyConfig(_Table):
     inject_scan_limit: int = 65536
 
 
+class CollectConfig(_Table):
+    # A batch as sent (possibly gzip) and once decoded: 413 beyond either.
+    max_body_bytes: int = 1024 * 1024
+    max_decoded_bytes: int = 8 * 1024 * 1024
+    # Token buckets: batches a second and the burst allowed, per client IP and per session.
+    ip_rate: float = 20.0
+    ip_burst: int = 60
+    session_rate: float = 5.0
+    session_burst: int = 30
+    # Bounded in-memory hand-off to the pipeline (until the durable spool lands).
+    queue_batches: int = 10_000
+
+
 class UpstreamConfig(_Table):
     url: str = "local"
 
@@ -138,6 +151,7 @@ class SiteConfig(_Table):
 class Config(_Table):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     proxy: ProxyConfig = msgspec.field(default_factory=ProxyConfig)
+    collect: CollectConfig = msgspec.field(default_factory=CollectConfig)
     upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     sites: list[SiteConfig] = []
@@ -241,6 +255,17 @@ def validate(config: Config) -> None:
         raise ConfigError("proxy.max_connections_per_origin: must be at least 1")
     if config.proxy.inject_scan_limit < 1024:
         raise ConfigError("proxy.inject_scan_limit: must be at least 1024")
+    collect = config.collect
+    if collect.max_body_bytes < 1024 or collect.max_decoded_bytes < collect.max_body_bytes:
+        raise ConfigError(
+            "collect.max_decoded_bytes: must be at least collect.max_body_bytes (>= 1024)"
+        )
+    for key in ("ip_rate", "session_rate"):
+        if getattr(collect, key) <= 0:
+            raise ConfigError(f"collect.{key}: must be positive")
+    for key in ("ip_burst", "session_burst", "queue_batches"):
+        if getattr(collect, key) < 1:
+            raise ConfigError(f"collect.{key}: must be at least 1")
     if config.upstream.url != "local":
         _check_url(config.upstream.url, "upstream.url")
     if config.store.finalize_after <= 0:

@@ -79,3 +79,45 @@ class Metrics:
             ["site"],
             registry=r,
         )
+        self.collect_batches = Counter(
+            "gateway_collect_batches_total",
+            "Recorder batches by outcome (stored, refused, duplicate, bad_batch, too_large, ...).",
+            ["site", "outcome"],
+            registry=r,
+        )
+        self.collect_refusals = Counter(
+            "gateway_collect_refusals_total",
+            "Batches answered {record: false}, by policy reason.",
+            ["site", "reason"],
+            registry=r,
+        )
+        self.collect_events = Counter(
+            "gateway_collect_events_total",
+            "rrweb events received, by outcome (stored, dropped, refused).",
+            ["site", "outcome"],
+            registry=r,
+        )
+        self.collect_bytes = Counter(
+            "gateway_collect_bytes_total",
+            "Decoded batch bytes received from recorders.",
+            ["site"],
+            registry=r,
+        )
+        self.masked_values = Counter(
+            "gateway_masked_values_total",
+            "Values masked by the gateway before anything is stored, by kind.",
+            ["site", "kind"],
+            registry=r,
+        )
+        self.quota_used = Gauge(
+            "gateway_quota_used",
+            "Recordings started this month (UTC).",
+            ["site"],
+            registry=r,
+        )
+        self.quota_limit = Gauge(
+            "gateway_quota_limit",
+            "Recordings allowed this month.",
+            ["site"],
+            registry=r,
+        )

@@ -54,6 +54,10 @@ def is_bot(user_agent: str) -> bool:
     return bool(_BOTS.search(user_agent))
 
 
+def is_mobile(user_agent: str) -> bool:
+    return bool(_MOBILE.search(user_agent))
+
+
 def judge(
     site: Site,
     *,
@@ -89,7 +93,7 @@ def judge(
     user_agent = request_headers.get("User-Agent", "")
     if is_bot(user_agent):
         return "bot"
-    if not rec.record_mobile and _MOBILE.search(user_agent):
+    if not rec.record_mobile and is_mobile(user_agent):
         return "mobile"
     if site.is_blocked(peer, user_agent):
         return "blocked"

@@ -154,3 +154,21 @@ def via_mentions(raw: RawHeaders, pseudonym: str) -> bool:
                 if len(parts) >= 2 and parts[1] == needle:
                     return True
     return False
+
+
+def client_address(raw: RawHeaders, peer: str, trusted: TrustedProxies) -> str:
+    """The visitor's address: the peer, or behind trusted proxies the nearest
+    X-Forwarded-For hop that is not itself a trusted proxy."""
+    if peer not in trusted:
+        return peer
+    hops = [
+        hop.strip()
+        for name, value in raw
+        if name.lower() == b"x-forwarded-for"
+        for hop in value.decode("latin-1").split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop
+    return hops[0] if hops else peer

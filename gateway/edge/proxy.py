@@ -18,6 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from gateway.collect.handler import CollectEndpoint
 from gateway.config import Config, node_name
 from gateway.edge.admission import Admitted, Limits, admit
 from gateway.edge.codecs import parse_content_encoding
@@ -54,11 +55,17 @@ class BodyTooLarge(Exception):
 
 class Proxy:
     def __init__(
-        self, config: Config, sites: list[Site], metrics: Metrics, recorder: RecorderAsset
+        self,
+        config: Config,
+        sites: list[Site],
+        metrics: Metrics,
+        recorder: RecorderAsset,
+        collect: CollectEndpoint,
     ):
         self._config = config
         self._metrics = metrics
         self._recorder = recorder
+        self._collect = collect
         self._router = HostRouter([(s.config.hosts, s) for s in sites])
         server = config.server
         self._limits = Limits(
@@ -119,10 +126,12 @@ class Proxy:
             # Answered here, after the checks above: a refused request never sends its body.
             if expect.lower() != "100-continue":
                 return json_error(417, "expectation_failed", "only 100-continue is supported")
-            if request.version >= (1, 1) and not verdict.reserved:
+            if request.version >= (1, 1):
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if verdict.reserved:
-            return serve_reserved(request, verdict, self._prefix, self._recorder)
+            return await serve_reserved(
+                request, verdict, self._prefix, self._recorder, self._collect
+            )
         site = verdict.site
         # Only WebSocket is tunnelled; other upgrades (h2c) are dropped as hop-by-hop.
         if has_token(request.headers.get("Connection"), "upgrade") and has_token(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.collect.handler import CollectEndpoint
 from gateway.edge.admission import Admitted
 from gateway.edge.errors import json_error
 from gateway.edge.headers import has_token
@@ -14,10 +15,16 @@ _YEAR = "public, max-age=31536000, immutable"
 _SHORT = "public, max-age=300"
 
 
-def serve_reserved(
-    request: web.BaseRequest, admitted: Admitted, prefix: str, recorder: RecorderAsset
+async def serve_reserved(
+    request: web.BaseRequest,
+    admitted: Admitted,
+    prefix: str,
+    recorder: RecorderAsset,
+    collect: CollectEndpoint,
 ) -> web.Response:
     path = admitted.target.split("?", 1)[0]
+    if path == f"{prefix}v1/batch":
+        return await collect.handle(request, admitted.site, admitted.client_host)
     if path == f"{prefix}recorder.js":
         if request.method not in ("GET", "HEAD"):
             return json_error(405, "method_not_allowed", "use GET", headers={"Allow": "GET, HEAD"})

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -52,6 +53,7 @@ def site_config(
     extra_site: str = "",
     extra_server: str = "",
     extra_proxy: str = "",
+    extra_collect: str = "",
     recording: str = "",
 ) -> Config:
     text = f"""
@@ -63,6 +65,9 @@ node_name = "gw-test"
 
 [proxy]
 {extra_proxy}
+
+[collect]
+{extra_collect}
 
 [[sites]]
 key = "shop"
@@ -101,11 +106,15 @@ GatewayFactory = Callable[..., Awaitable[RunningGateway]]
 
 
 @pytest.fixture
-async def make_gateway(origin: Origin) -> AsyncIterator[GatewayFactory]:
+async def make_gateway(origin: Origin, tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     started: list[Gateway] = []
 
     async def factory(config: Config | None = None, **kwargs: str) -> RunningGateway:
-        gateway = Gateway(config or site_config(origin.url, **kwargs))
+        config = config or site_config(origin.url, **kwargs)
+        if config.server.data_dir == "./data":
+            # Quota and spool files of each gateway in a folder of its own.
+            config.server.data_dir = str(tmp_path / f"data{len(started)}")
+        gateway = Gateway(config)
         listening = await gateway.start()
         started.append(gateway)
         host, port = listening.edge

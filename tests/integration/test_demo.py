@@ -20,14 +20,19 @@ TAG = b'<script src="/__rec/recorder.js?v='
 
 
 @pytest.fixture
-async def demo() -> AsyncIterator[str]:
+async def demo(tmp_path: Path) -> AsyncIterator[str]:
     runner = web.AppRunner(build_demo_origin(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     config = load_config(
-        CONFIG, env={"GATEWAY_LISTEN": "127.0.0.1:0", "GATEWAY_ADMIN_LISTEN": "127.0.0.1:0"}
+        CONFIG,
+        env={
+            "GATEWAY_LISTEN": "127.0.0.1:0",
+            "GATEWAY_ADMIN_LISTEN": "127.0.0.1:0",
+            "GATEWAY_DATA_DIR": str(tmp_path),
+        },
     )
     config.sites[0] = msgspec.structs.replace(config.sites[0], origin=f"http://127.0.0.1:{port}")
     gateway = Gateway(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -108,13 +109,14 @@ async def test_reserved_prefix_never_reaches_origin(
     assert origin.state.requests == []
 
 
-async def test_loop_through_the_gateway_is_508(origin: Origin) -> None:
+async def test_loop_through_the_gateway_is_508(origin: Origin, tmp_path: Path) -> None:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
     config = site_config(f"http://127.0.0.1:{port}", extra_site="preserve_host = true")
     config.server.listen = f"127.0.0.1:{port}"
+    config.server.data_dir = str(tmp_path)
     gateway = Gateway(config)
     await gateway.start()
     try:

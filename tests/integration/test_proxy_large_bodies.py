@@ -54,6 +54,7 @@ async def gateway_process(origin: Origin, tmp_path: Path) -> AsyncIterator[Gatew
 listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{_free_port()}"
 max_body_bytes = {2 * SIZE_MIB * 1024 * 1024}
+data_dir = "{tmp_path / "data"}"
 
 [[sites]]
 key = "shop"

@@ -1,0 +1,273 @@
+"""`POST {prefix}v1/batch`: receive, check, mask, hand over.
+
+Order matters: cheap refusals first (method, type, origin, size, rate), then
+decoding, then policy (the gateway is the authority, whatever the browser
+claims), then masking, and only a masked batch ever reaches the sink. The
+browser gets `{"record": true}` once the sink has taken the batch.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import urlsplit
+
+import msgspec
+from aiohttp import web
+
+from gateway.collect.masking import MaskerCache, MaskRules
+from gateway.collect.policy import BatchContext, Refusal, check_static
+from gateway.collect.quota import QuotaStore
+from gateway.collect.ratelimit import RateLimiter
+from gateway.collect.schema import (
+    ACTIVITY_SOURCES,
+    AssetEvent,
+    Batch,
+    BatchError,
+    CanvasMutationData,
+    CustomEvent,
+    Event,
+    IncrementalSnapshotEvent,
+    LogData,
+    MetaEvent,
+    PluginEvent,
+    decode_batch,
+)
+from gateway.config import CollectConfig
+from gateway.edge.admission import normalize_path
+from gateway.edge.errors import json_error
+from gateway.edge.headers import TrustedProxies, client_address
+from gateway.edge.sites import Site
+from gateway.metrics import Metrics
+from gateway.pipeline.sink import BatchSink, MaskedBatch, SinkFull
+
+_JSON_TYPES = frozenset({"application/json", "text/plain"})
+_ACCEPTED = msgspec.json.encode({"record": True})
+# Custom events the loader makes on the site owner's behalf; others are free-form.
+_KEPT_CUSTOM_TAGS = frozenset({"identify"})
+
+
+class _Seen:
+    """Recently stored (session, page, seq): a retried batch is not stored twice."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._keys: OrderedDict[tuple[str, str, str, int], None] = OrderedDict()
+        self._capacity = capacity
+
+    def __contains__(self, key: tuple[str, str, str, int]) -> bool:
+        return key in self._keys
+
+    def add(self, key: tuple[str, str, str, int]) -> None:
+        self._keys[key] = None
+        if len(self._keys) > self._capacity:
+            self._keys.popitem(last=False)
+
+
+class CollectEndpoint:
+    def __init__(
+        self,
+        config: CollectConfig,
+        *,
+        metrics: Metrics,
+        quota: QuotaStore,
+        sink: BatchSink,
+        trusted: TrustedProxies,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._metrics = metrics
+        self._quota = quota
+        self._sink = sink
+        self._trusted = trusted
+        self._clock = clock
+        self._by_ip = RateLimiter(config.ip_rate, config.ip_burst)
+        self._by_session = RateLimiter(config.session_rate, config.session_burst)
+        self._seen = _Seen()
+        self._maskers = MaskerCache()
+
+    async def handle(self, request: web.BaseRequest, site: Site, client_host: str) -> web.Response:
+        if request.method != "POST":
+            return json_error(405, "method_not_allowed", "use POST", headers={"Allow": "POST"})
+        kind = request.content_type
+        if kind not in _JSON_TYPES:
+            return self._refuse_input(site, 415, "unsupported_media_type", f"{kind!r} is not JSON")
+        origin = request.headers.get("Origin")
+        scheme = "https" if request.secure else "http"
+        if origin is not None and origin.lower() != f"{scheme}://{client_host}".lower():
+            return self._refuse_input(
+                site, 403, "forbidden_origin", f"origin {origin!r} is not this site"
+            )
+        peer = client_address(request.raw_headers, request.remote or "", self._trusted)
+        now = self._clock()
+        wait = self._by_ip.take(peer, now)
+        if wait:
+            return self._rate_limited(site, wait)
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            self._metrics.collect_batches.labels(site=site.key, outcome="too_large").inc()
+            return body
+        try:
+            batch = decode_batch(body)
+        except BatchError as exc:
+            return self._refuse_input(site, 400, "bad_batch", str(exc))
+        wait = self._by_session.take(batch.session, now)
+        if wait:
+            return self._rate_limited(site, wait)
+        self._metrics.collect_bytes.labels(site=site.key).inc(len(body))
+        key = (site.key, batch.session, batch.page, batch.seq)
+        if key in self._seen:
+            self._metrics.collect_batches.labels(site=site.key, outcome="duplicate").inc()
+            return web.Response(body=_ACCEPTED, content_type="application/json")
+        refusal = await self._judge(request, site, batch, peer, now)
+        if refusal is not None:
+            return self._refused(site, batch, refusal)
+        kept = _storable(batch.events)
+        dropped = len(batch.events) - len(kept)
+        batch.events = kept
+        masked = self._maskers.get(
+            site.key, batch.session, batch.page, MaskRules.of(site.config.recording)
+        ).mask(batch)
+        for what, count in masked.items():
+            self._metrics.masked_values.labels(site=site.key, kind=what).inc(count)
+        try:
+            await self._sink.put(MaskedBatch(site=site.key, received_at=now, batch=batch))
+        except SinkFull as exc:
+            self._metrics.collect_batches.labels(site=site.key, outcome="sink_full").inc()
+            return json_error(503, "busy", str(exc), headers={"Retry-After": "5"})
+        self._seen.add(key)
+        events = self._metrics.collect_events
+        events.labels(site=site.key, outcome="stored").inc(len(kept))
+        events.labels(site=site.key, outcome="dropped").inc(dropped)
+        self._metrics.collect_batches.labels(site=site.key, outcome="stored").inc()
+        return web.Response(body=_ACCEPTED, content_type="application/json")
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes | web.Response:
+        limit = self._config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return json_error(413, "body_too_large", f"batch larger than {limit} bytes")
+        raw = bytearray()
+        async for chunk in request.content.iter_any():
+            raw += chunk
+            if len(raw) > limit:
+                return json_error(413, "body_too_large", f"batch larger than {limit} bytes")
+        coding = (
+            (request.headers.get("Content-Encoding") or request.headers.get("X-Rec-Encoding") or "")
+            .strip()
+            .lower()
+        )
+        if coding in ("", "identity"):
+            return bytes(raw)
+        if coding != "gzip":
+            return json_error(415, "unsupported_encoding", f"content coding {coding!r} is not gzip")
+        return self._gunzip(bytes(raw))
+
+    def _gunzip(self, data: bytes) -> bytes | web.Response:
+        limit = self._config.max_decoded_bytes
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            # Never inflate past the limit: a bomb is refused, not expanded.
+            out = inflater.decompress(data, limit + 1)
+        except zlib.error as exc:
+            return json_error(400, "bad_batch", f"body: not valid gzip ({exc})")
+        if len(out) > limit or inflater.unconsumed_tail:
+            return json_error(413, "body_too_large", f"batch decodes to more than {limit} bytes")
+        if not inflater.eof:
+            return json_error(400, "bad_batch", "body: truncated gzip")
+        return out
+
+    async def _judge(
+        self, request: web.BaseRequest, site: Site, batch: Batch, peer: str, now: float
+    ) -> Refusal | None:
+        hints = request.headers.get("Sec-CH-UA-Mobile")
+        context = BatchContext(
+            site=site,
+            url_path=_path_of(batch.url),
+            meta_paths=[_path_of(e.data.href) for e in batch.events if isinstance(e, MetaEvent)],
+            peer=peer,
+            user_agent=request.headers.get("User-Agent", ""),
+            client_hints_mobile=None if hints is None else hints.strip() == "?1",
+            gpc=request.headers.get("Sec-GPC", "").strip() == "1",
+            consent_flag=batch.consent,
+            cookies=_cookies(request),
+            visitor=batch.visitor,
+            session=batch.session,
+            has_activity=any(
+                isinstance(e, IncrementalSnapshotEvent) and isinstance(e.data, ACTIVITY_SOURCES)
+                for e in batch.events
+            ),
+        )
+        refusal = check_static(context)
+        if refusal is not None:
+            return refusal
+        moment = datetime.fromtimestamp(now, UTC)
+        limit = site.config.limit
+        if not context.has_activity and not await self._quota.started(
+            site.key, batch.session, moment
+        ):
+            # A recording starts with a visitor's own activity, never before.
+            return Refusal.NO_ACTIVITY
+        if not await self._quota.try_start(site.key, batch.session, limit, moment):
+            return Refusal.QUOTA
+        self._metrics.quota_limit.labels(site=site.key).set(limit)
+        self._metrics.quota_used.labels(site=site.key).set(
+            await self._quota.usage(site.key, moment)
+        )
+        return None
+
+    def _refused(self, site: Site, batch: Batch, refusal: Refusal) -> web.Response:
+        self._metrics.collect_batches.labels(site=site.key, outcome="refused").inc()
+        self._metrics.collect_refusals.labels(site=site.key, reason=refusal.value).inc()
+        self._metrics.collect_events.labels(site=site.key, outcome="refused").inc(len(batch.events))
+        body = msgspec.json.encode({"record": False, "reason": refusal.value})
+        return web.Response(body=body, content_type="application/json")
+
+    def _refuse_input(self, site: Site, status: int, code: str, detail: str) -> web.Response:
+        self._metrics.collect_batches.labels(site=site.key, outcome=code).inc()
+        return json_error(status, code, detail)
+
+    def _rate_limited(self, site: Site, wait: float) -> web.Response:
+        self._metrics.collect_batches.labels(site=site.key, outcome="rate_limited").inc()
+        seconds = max(1, int(wait + 0.999))
+        return json_error(
+            429,
+            "rate_limited",
+            f"too many batches; retry in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+
+
+def _storable(events: list[Event]) -> list[Event]:
+    """Events whose every field is modelled and masked; free-form payloads go."""
+    kept: list[Event] = []
+    for event in events:
+        if isinstance(event, (PluginEvent, AssetEvent)):
+            continue
+        if isinstance(event, IncrementalSnapshotEvent) and isinstance(
+            event.data, (CanvasMutationData, LogData)
+        ):
+            continue
+        if isinstance(event, CustomEvent) and event.data.tag not in _KEPT_CUSTOM_TAGS:
+            continue
+        kept.append(event)
+    return kept
+
+
+def _path_of(url: str) -> str:
+    try:
+        return normalize_path(urlsplit(url).path or "/")
+    except ValueError:
+        return "/"
+
+
+def _cookies(request: web.BaseRequest) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    for header in request.headers.getall("Cookie", []):
+        try:
+            jar.load(header)
+        except CookieError:
+            continue
+    return {name: morsel.value for name, morsel in jar.items()}
