@@ -1,0 +1,783 @@
+"""Masking: a secret planted anywhere a typed value can appear never survives
+when the rules say mask, and survives where they say keep."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, quote, quote_plus, urlsplit
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.collect.masking import MASK, MaskerCache, MaskRules, PageMasker
+from gateway.collect.schema import (
+    Batch,
+    DocumentNode,
+    ElementNode,
+    FullSnapshot,
+    FullSnapshotEvent,
+    InputData,
+    TextNode,
+    decode_batch,
+)
+from gateway.config import RecordingConfig
+
+Json = dict[str, Any]
+
+# ---------------------------------------------------------------- rrweb JSON builders
+
+
+def el(node_id: int, tag: str, attrs: Json | None = None, *children: Json) -> Json:
+    return {
+        "type": 2,
+        "id": node_id,
+        "tagName": tag,
+        "attributes": attrs or {},
+        "childNodes": list(children),
+    }
+
+
+def text(node_id: int, content: str, **extra: Any) -> Json:
+    return {"type": 3, "id": node_id, "textContent": content, **extra}
+
+
+def page_tree() -> Json:
+    """The page every scenario starts from; ids are referred to by the places below."""
+    return {
+        "type": 0,
+        "id": 1,
+        "childNodes": [
+            el(
+                2,
+                "html",
+                {},
+                el(3, "head", {}, el(4, "style", {}, text(5, ".total { width: 120px }"))),
+                el(
+                    6,
+                    "body",
+                    {},
+                    el(
+                        7,
+                        "form",
+                        {"action": "/checkout"},
+                        el(10, "input", {"type": "text", "name": "nickname"}),
+                        el(11, "textarea", {"name": "note"}, text(12, "")),
+                        el(
+                            13,
+                            "select",
+                            {"name": "size"},
+                            el(14, "option", {"value": "m"}, text(15, "Medium")),
+                        ),
+                        el(16, "input", {"type": "hidden", "name": "ref"}),
+                        el(17, "input", {"type": "password", "name": "pw"}),
+                        el(18, "input", {"name": "cardnumber", "autocomplete": "cc-number"}),
+                        el(28, "input", {"type": "submit", "value": "Pay now"}),
+                    ),
+                    el(19, "div", {"contenteditable": "true"}, text(20, "")),
+                    el(21, "div", {"data-rec-mask": ""}, text(22, "masked region")),
+                    el(
+                        23,
+                        "div",
+                        {"class": "promo rr-block", "rr_width": "10px", "rr_height": "5px"},
+                    ),
+                    el(24, "p", {}, text(25, "Welcome back")),
+                    el(26, "a", {"href": "/"}, text(27, "Home")),
+                    {"type": 5, "id": 29, "textContent": " analytics "},
+                ),
+            )
+        ],
+    }
+
+
+def find(node: Json, node_id: int) -> Json:
+    if node["id"] == node_id:
+        return node
+    for child in node.get("childNodes", []):
+        try:
+            return find(child, node_id)
+        except KeyError:
+            pass
+    raise KeyError(node_id)
+
+
+def snap(
+    attrs: dict[int, Json] | None = None,
+    texts: dict[int, str] | None = None,
+    children: dict[int, list[Json]] | None = None,
+) -> Json:
+    tree = page_tree()
+    for node_id, values in (attrs or {}).items():
+        find(tree, node_id)["attributes"].update(values)
+    for node_id, content in (texts or {}).items():
+        find(tree, node_id)["textContent"] = content
+    for node_id, nodes in (children or {}).items():
+        find(tree, node_id)["childNodes"].extend(nodes)
+    return {
+        "type": 2,
+        "timestamp": 2,
+        "data": {"node": tree, "initialOffset": {"top": 0, "left": 0}},
+    }
+
+
+def mut(**changes: Any) -> Json:
+    data = {"source": 0, "texts": [], "attributes": [], "removes": [], "adds": []}
+    return {"type": 3, "timestamp": 3, "data": {**data, **changes}}
+
+
+def add(parent: int, node: Json) -> Json:
+    return {"parentId": parent, "nextId": None, "node": node}
+
+
+def inp(node_id: int, value: str, checked: bool = False) -> Json:
+    return {
+        "type": 3,
+        "timestamp": 4,
+        "data": {"source": 5, "id": node_id, "text": value, "isChecked": checked},
+    }
+
+
+def meta(href: str) -> Json:
+    return {"type": 4, "timestamp": 1, "data": {"href": href, "width": 1280, "height": 720}}
+
+
+def custom(tag: str, payload: Any) -> Json:
+    return {"type": 5, "timestamp": 5, "data": {"tag": tag, "payload": payload}}
+
+
+def batch(events: list[Json], url: str = "https://shop.example/checkout") -> Batch:
+    body = {"session": "s-1", "page": "p-1", "seq": 0, "url": url, "events": events}
+    return decode_batch(msgspec.json.encode(body))
+
+
+def masked(rules: MaskRules, *batches: Batch) -> bytes:
+    """Mask batches in order with one page's masker; all of them, encoded."""
+    masker = PageMasker(rules)
+    for one in batches:
+        masker.mask(one)
+    return b"\n".join(msgspec.json.encode(one) for one in batches)
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def luhn_complete(body: list[int]) -> str:
+    """`body` plus the check digit that makes it Luhn-valid."""
+    total = 0
+    for position, digit in enumerate(reversed(body)):
+        if position % 2 == 0:  # doubled once the check digit is appended
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return "".join(map(str, body)) + str((10 - total % 10) % 10)
+
+
+@st.composite
+def cards(draw: st.DrawFn) -> str:
+    length = draw(st.integers(13, 19))
+    rest = draw(st.lists(st.integers(0, 9), min_size=length - 2, max_size=length - 2))
+    body = [draw(st.integers(1, 9)), *rest]
+    number = luhn_complete(body)
+    separator = draw(st.sampled_from(["", " ", "-"]))
+    return separator.join(number[i : i + 4] for i in range(0, len(number), 4))
+
+
+two = st.integers(0, 99).map(lambda n: f"{n:02d}")
+phones = st.one_of(
+    st.builds("+33 6 {} {} {} {}".format, two, two, two, two),
+    st.builds(
+        "({}) {}-{}".format, st.integers(200, 999), st.integers(100, 999), st.integers(1000, 9999)
+    ),
+)
+# Plain text a visitor types: no digits, no @, so no text rule touches it.
+plain = st.text(
+    st.characters(categories=["L", "P"], exclude_characters="@"), min_size=4, max_size=40
+).map(lambda s: "Zq" + s)
+SECRETS = st.one_of(
+    st.tuples(st.just("email"), st.emails()),
+    st.tuples(st.just("card"), cards()),
+    st.tuples(st.just("phone"), phones),
+    st.tuples(st.just("text"), plain),
+)
+RULES = st.builds(MaskRules, inputs=st.booleans(), numbers=st.booleans(), emails=st.booleans())
+
+
+def text_rule(kind: str, secret: str, rules: MaskRules) -> bool | None:
+    """Whether the text rules mask `secret`: True, False, or None where partly."""
+    if kind == "card":
+        return True  # whatever the settings
+    if kind == "phone":
+        return rules.numbers
+    if kind == "email":
+        if rules.emails:
+            return True
+        digits = sum(c.isdigit() for c in secret)
+        # Digits in the address are numbers (some masked), or even a card run.
+        return None if (rules.numbers and digits > 1) or digits >= 13 else False
+    return False
+
+
+def expected(category: str, kind: str, secret: str, rules: MaskRules) -> bool | None:
+    if category == "always":
+        return True
+    if category == "input" and rules.inputs:
+        return True
+    return text_rule(kind, secret, rules)
+
+
+def sentence(secret: str) -> str:
+    return f"Contact: {secret} thanks"
+
+
+def q(secret: str) -> str:
+    return quote(secret, safe="")
+
+
+def check(encoded: bytes, kind: str, secret: str, expect: bool | None, in_url: bool) -> None:
+    raw = msgspec.json.encode(secret)[1:-1]
+    forms = [raw]
+    if in_url:
+        forms += [q(secret).encode(), quote_plus(secret).encode()]
+    if kind in ("card", "phone"):
+        forms.append(re.sub(r"\D", "", secret).encode())
+    if expect is True:
+        for form in forms:
+            assert form not in encoded, f"{form!r} survived"
+    elif expect is False:
+        kept = forms[1] if in_url else raw
+        assert kept in encoded, f"{kept!r} was masked though the rules keep it"
+
+
+# ---------------------------------------------------------------- the places (RECORDING-NOTES 1-11)
+
+Builder = Callable[[str], Batch]
+BLOCKED_CHILD = 30
+
+
+def blocked_child(secret: str) -> list[Json]:
+    return [el(31, "span", {"title": secret}, text(BLOCKED_CHILD, secret))]
+
+
+PLACES: list[tuple[str, str, Builder]] = [
+    # 1. form values in a full snapshot
+    ("snapshot input value", "input", lambda s: batch([snap(attrs={10: {"value": s}})])),
+    ("snapshot textarea value", "input", lambda s: batch([snap(attrs={11: {"value": s}})])),
+    ("snapshot select value", "input", lambda s: batch([snap(attrs={13: {"value": s}})])),
+    # 2. a textarea's text
+    ("snapshot textarea text", "input", lambda s: batch([snap(texts={12: s})])),
+    # 3. options
+    (
+        "snapshot option value",
+        "input",
+        lambda s: batch([snap(attrs={14: {"value": s, "selected": True}})]),
+    ),
+    # 4. Input events
+    ("input event, known field", "input", lambda s: batch([snap(), inp(10, s)])),
+    ("input event, unknown id", "always", lambda s: batch([snap(), inp(999, s)])),
+    ("input event, page never seen", "always", lambda s: batch([inp(10, s)])),
+    # 5. value attribute mutations
+    (
+        "mutation value change",
+        "input",
+        lambda s: batch([snap(), mut(attributes=[{"id": 10, "attributes": {"value": s}}])]),
+    ),
+    (
+        "mutation value change, unknown id",
+        "always",
+        lambda s: batch([snap(), mut(attributes=[{"id": 998, "attributes": {"value": s}}])]),
+    ),
+    # 6. adds and texts
+    (
+        "mutation add of an input with a value",
+        "input",
+        lambda s: batch([snap(), mut(adds=[add(7, el(100, "input", {"value": s}))])]),
+    ),
+    (
+        "mutation add of a textarea, child listed first",
+        "input",
+        lambda s: batch(
+            [snap(), mut(adds=[add(101, text(102, s)), add(7, el(101, "textarea", {}))])]
+        ),
+    ),
+    (
+        "texts mutation, page text",
+        "text",
+        lambda s: batch([snap(), mut(texts=[{"id": 25, "value": sentence(s)}])]),
+    ),
+    (
+        "texts mutation, textarea",
+        "input",
+        lambda s: batch([snap(), mut(texts=[{"id": 12, "value": s}])]),
+    ),
+    (
+        "texts mutation, masked region",
+        "always",
+        lambda s: batch([snap(), mut(texts=[{"id": 22, "value": s}])]),
+    ),
+    (
+        "texts mutation, page never seen",
+        "always",
+        lambda s: batch([mut(texts=[{"id": 25, "value": sentence(s)}])]),
+    ),
+    (
+        "mutation add, page never seen",
+        "always",
+        lambda s: batch([mut(adds=[add(24, text(103, sentence(s)))])]),
+    ),
+    # 7. hidden inputs, and the other fields always masked
+    ("snapshot hidden input", "always", lambda s: batch([snap(attrs={16: {"value": s}})])),
+    ("snapshot password", "always", lambda s: batch([snap(attrs={17: {"value": s}})])),
+    ("card field value", "always", lambda s: batch([snap(attrs={18: {"value": s}})])),
+    ("card field typed", "always", lambda s: batch([snap(), inp(18, s)])),
+    (
+        "field named cvv typed",
+        "always",
+        lambda s: batch([snap(attrs={10: {"name": "cvv"}}), inp(10, s)]),
+    ),
+    (
+        "select for the card's expiry",
+        "always",
+        lambda s: batch([snap(attrs={13: {"autocomplete": "cc-exp-month"}, 14: {"value": s}})]),
+    ),
+    (
+        "masked region input",
+        "always",
+        lambda s: batch([snap(), mut(adds=[add(21, el(104, "input", {"value": s}))]), inp(104, s)]),
+    ),
+    # 8. a password shown as text
+    (
+        "password shown, then typed",
+        "always",
+        lambda s: batch(
+            [snap(), mut(attributes=[{"id": 17, "attributes": {"type": "text"}}]), inp(17, s)]
+        ),
+    ),
+    (
+        "password shown, value mirrored",
+        "always",
+        lambda s: batch(
+            [
+                snap(),
+                mut(attributes=[{"id": 17, "attributes": {"type": "text"}}]),
+                mut(attributes=[{"id": 17, "attributes": {"value": s}}]),
+            ]
+        ),
+    ),
+    (
+        "password shown, removed and added back",
+        "always",
+        lambda s: batch(
+            [
+                snap(),
+                mut(
+                    removes=[{"parentId": 7, "id": 17}],
+                    adds=[add(7, el(17, "input", {"type": "text", "value": s}))],
+                ),
+            ]
+        ),
+    ),
+    # 9. contenteditable
+    ("contenteditable text", "input", lambda s: batch([snap(texts={20: s})])),
+    (
+        "contenteditable typed",
+        "input",
+        lambda s: batch([snap(), mut(texts=[{"id": 20, "value": s}])]),
+    ),
+    (
+        "contenteditable added text",
+        "input",
+        lambda s: batch([snap(), mut(adds=[add(19, text(105, s))])]),
+    ),
+    (
+        "contenteditable switched on later",
+        "input",
+        lambda s: batch(
+            [
+                snap(),
+                mut(attributes=[{"id": 24, "attributes": {"contenteditable": "true"}}]),
+                mut(texts=[{"id": 25, "value": s}]),
+            ]
+        ),
+    ),
+    # 10. text nodes, attributes, comments, blocked and masked regions
+    ("page text", "text", lambda s: batch([snap(texts={25: sentence(s)})])),
+    ("comment", "text", lambda s: batch([snap(texts={29: sentence(s)})])),
+    ("placeholder", "text", lambda s: batch([snap(attrs={10: {"placeholder": sentence(s)}})])),
+    (
+        "title mutation",
+        "text",
+        lambda s: batch(
+            [snap(), mut(attributes=[{"id": 24, "attributes": {"title": sentence(s)}}])]
+        ),
+    ),
+    ("data attribute", "text", lambda s: batch([snap(attrs={24: {"data-customer": s}})])),
+    (
+        "custom event",
+        "text",
+        lambda s: batch([snap(), custom("checkout", {"note": sentence(s), "list": [s]})]),
+    ),
+    ("masked region text", "always", lambda s: batch([snap(texts={22: sentence(s)})])),
+    ("blocked element content", "always", lambda s: batch([snap(children={23: blocked_child(s)})])),
+    (
+        "blocked element, later text",
+        "always",
+        lambda s: batch(
+            [
+                snap(children={23: blocked_child("x")}),
+                mut(texts=[{"id": BLOCKED_CHILD, "value": s}]),
+            ]
+        ),
+    ),
+    (
+        "added under a blocked element",
+        "always",
+        lambda s: batch([snap(), mut(adds=[add(23, text(106, s))])]),
+    ),
+    (
+        "blocked element's own attributes",
+        "always",
+        lambda s: batch(
+            [snap(), mut(attributes=[{"id": 23, "attributes": {"title": s, "data-x": s}}])]
+        ),
+    ),
+    (
+        "needBlock from the recorder",
+        "always",
+        lambda s: batch(
+            [snap(children={24: [{**el(40, "div", {"title": s}, text(41, s)), "needBlock": True}]})]
+        ),
+    ),
+]
+
+# 11. URLs: the secret sits percent-encoded in a query or fragment.
+URL_PLACES: list[tuple[str, str, Builder]] = [
+    (
+        "meta href query",
+        "text",
+        lambda s: batch([meta(f"https://shop.example/search?q={q(s)}&page=a")]),
+    ),
+    (
+        "meta href fragment route",
+        "text",
+        lambda s: batch([meta(f"https://shop.example/#/find?who={q(s)}")]),
+    ),
+    (
+        "meta href fragment text",
+        "text",
+        lambda s: batch([meta(f"https://shop.example/list#{q(s)}")]),
+    ),
+    ("batch url query", "text", lambda s: batch([], url=f"https://shop.example/p?ref={q(s)}")),
+    ("link href query", "text", lambda s: batch([snap(attrs={26: {"href": f"/search?q={q(s)}"}})])),
+    (
+        "link href mutation",
+        "text",
+        lambda s: batch(
+            [snap(), mut(attributes=[{"id": 26, "attributes": {"href": f"?q={q(s)}"}}])]
+        ),
+    ),
+    (
+        "added image src",
+        "text",
+        lambda s: batch([snap(), mut(adds=[add(6, el(107, "img", {"src": f"/t.gif?u={q(s)}"}))])]),
+    ),
+    (
+        "srcset",
+        "text",
+        lambda s: batch([snap(attrs={26: {"srcset": f"/a.png?u={q(s)} 1x, /b.png 2x"}})]),
+    ),
+    ("form action", "text", lambda s: batch([snap(attrs={7: {"action": f"/go?next={q(s)}"}})])),
+    (
+        "data attribute url",
+        "text",
+        lambda s: batch([snap(attrs={24: {"data-share": f"https://shop.example/s?ref={q(s)}"}})]),
+    ),
+    (
+        "token parameter",
+        "always",
+        lambda s: batch([snap(attrs={26: {"href": f"/reset?Token={q(s)}"}})]),
+    ),
+    ("email parameter", "always", lambda s: batch([meta(f"https://shop.example/?email={q(s)}")])),
+    (
+        "oauth fragment",
+        "always",
+        lambda s: batch([meta(f"https://shop.example/cb#access_token={q(s)}&state=x")]),
+    ),
+    ("userinfo", "always", lambda s: batch([meta(f"https://me:{q(s)}@shop.example/")])),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "category", "build"),
+    PLACES,
+    ids=[name for name, _, _ in PLACES],
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(planted=SECRETS, rules=RULES)
+def test_planted_secret(
+    name: str, category: str, build: Builder, planted: tuple[str, str], rules: MaskRules
+) -> None:
+    kind, secret = planted
+    encoded = masked(rules, build(secret))
+    check(encoded, kind, secret, expected(category, kind, secret, rules), in_url=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "category", "build"), URL_PLACES, ids=[name for name, _, _ in URL_PLACES]
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(planted=SECRETS, rules=RULES)
+def test_planted_secret_in_url(
+    name: str, category: str, build: Builder, planted: tuple[str, str], rules: MaskRules
+) -> None:
+    kind, secret = planted
+    encoded = masked(rules, build(secret))
+    check(encoded, kind, secret, expected(category, kind, secret, rules), in_url=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.text(max_size=30),
+    after=st.text(max_size=30),
+    card=cards(),
+    email=st.emails(),
+    rules=RULES,
+)
+def test_secrets_among_any_text(
+    before: str, after: str, card: str, email: str, rules: MaskRules
+) -> None:
+    content = f"{before} {card} {after} {email} {before}"
+    encoded = masked(
+        rules, batch([snap(texts={25: content}), mut(texts=[{"id": 25, "value": content}])])
+    )
+    check(encoded, "card", card, True, in_url=False)
+    if rules.emails:
+        check(encoded, "email", email, True, in_url=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(planted=SECRETS, rules=RULES)
+def test_password_shown_in_an_earlier_batch(planted: tuple[str, str], rules: MaskRules) -> None:
+    kind, secret = planted
+    first = batch([snap(), mut(attributes=[{"id": 17, "attributes": {"type": "text"}}])])
+    second = batch([inp(17, secret), mut(attributes=[{"id": 17, "attributes": {"value": secret}}])])
+    check(masked(rules, first, second), kind, secret, True, in_url=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(planted=SECRETS, rules=RULES)
+def test_masking_twice_changes_nothing(planted: tuple[str, str], rules: MaskRules) -> None:
+    _, secret = planted
+    events = [snap(attrs={10: {"value": secret}}, texts={25: sentence(secret)}), inp(10, secret)]
+    once = masked(rules, batch(events))
+    assert masked(rules, decode_batch(once)) == once
+
+
+# ---------------------------------------------------------------- unit tests
+
+ALL = MaskRules(inputs=True, numbers=True, emails=True)
+NONE = MaskRules(inputs=False, numbers=False, emails=False)
+
+
+def attrs_of(one: Batch, node_id: int) -> dict[str, Any]:
+    tree = msgspec.to_builtins(one.events[0])["data"]["node"]
+    attributes: dict[str, Any] = find(tree, node_id).get("attributes", {})
+    return attributes
+
+
+def test_rules_of_config() -> None:
+    rec = RecordingConfig(mask_inputs=False, mask_numbers=True, mask_emails=False)
+    assert MaskRules.of(rec) == MaskRules(inputs=False, numbers=True, emails=False)
+
+
+@pytest.mark.parametrize("rules", [ALL, NONE])
+def test_mask_has_constant_length(rules: MaskRules) -> None:
+    short, long = "a1b2", "x" * 40
+    one = batch(
+        [snap(attrs={17: {"value": short}, 16: {"value": long}}), inp(17, long), inp(17, short)]
+    )
+    PageMasker(rules).mask(one)
+    assert attrs_of(one, 17)["value"] == attrs_of(one, 16)["value"] == MASK
+    typed = [event.data for event in one.events[1:]]
+    assert [data.text for data in typed if isinstance(data, InputData)] == [MASK, MASK]
+
+
+def test_submit_label_is_kept() -> None:
+    one = batch([snap()])
+    PageMasker(ALL).mask(one)
+    assert attrs_of(one, 28)["value"] == "Pay now"
+
+
+def test_css_text_is_kept_but_not_a_card_number() -> None:
+    css = ".a { width: 120px; margin: 0 12px } /* 4111 1111 1111 1111 */"
+    added = text(51, "b { top: 10px }")
+    one = batch([snap(texts={5: css}), mut(adds=[add(4, added)], texts=[{"id": 5, "value": css}])])
+    assert PageMasker(ALL).mask(one) == Counter(card=2, masked=1, blocked=1, input=1)
+    encoded = msgspec.json.encode(one)
+    assert encoded.count(b".a { width: 120px; margin: 0 12px } /* ******** */") == 2
+    assert b"b { top: 10px }" in encoded
+
+
+def test_is_style_alone_does_not_exempt_text() -> None:
+    # Outside a <style>, the browser's isStyle mark is not believed.
+    one = batch([snap(children={6: [text(50, "Call 555 0100", isStyle=True)]})])
+    PageMasker(ALL).mask(one)
+    assert b'"Call ********"' in msgspec.json.encode(one)
+
+
+def test_identify_is_kept() -> None:
+    payload = {"email": "ann@example.com", "phone": "+33 6 12 34 56 78", "id": 123456}
+    one = batch([custom("identify", payload), custom("checkout", dict(payload))])
+    PageMasker(ALL).mask(one)
+    encoded = msgspec.json.decode(msgspec.json.encode(one))
+    assert encoded["events"][0]["data"]["payload"] == payload
+    assert encoded["events"][1]["data"]["payload"] == {"email": MASK, "phone": MASK, "id": MASK}
+
+
+def test_counts_by_kind() -> None:
+    one = batch(
+        [
+            meta("https://shop.example/?token=abc"),
+            snap(
+                attrs={10: {"value": "hello"}, 16: {"value": "t0k3n"}, 17: {"value": "pw"}},
+                texts={25: "Mail ann@example.com or call 555 0100"},
+                children={23: blocked_child("x")},
+            ),
+            inp(18, "4111 1111 1111 1111"),
+            inp(999, "who knows"),
+            mut(texts=[{"id": 22, "value": "secret"}]),
+        ]
+    )
+    counts = PageMasker(ALL).mask(one)
+    # input: the nickname and the option's value; masked: the region's text and its change.
+    assert counts == Counter(
+        url=1,
+        input=2,
+        hidden=1,
+        password=1,
+        email=1,
+        number=1,
+        blocked=1,
+        card=1,
+        unknown=1,
+        masked=2,
+    )
+
+
+def test_nothing_to_mask_counts_nothing() -> None:
+    page = {"type": 0, "id": 1, "childNodes": [el(2, "p", {"class": "x"}, text(3, "Hi 1 time"))]}
+    one = batch([meta("https://shop.example/"), {**snap(), "data": {"node": page}}])
+    assert PageMasker(ALL).mask(one) == Counter()
+
+
+def test_checked_and_selected() -> None:
+    events = [
+        snap(attrs={14: {"selected": True}, 10: {"type": "checkbox", "checked": True}}),
+        inp(10, "on", True),
+    ]
+    kept, hidden = batch(events), batch(events)
+    PageMasker(NONE).mask(kept)
+    PageMasker(ALL).mask(hidden)
+    assert attrs_of(kept, 14)["selected"] is True and attrs_of(kept, 10)["checked"] is True
+    assert "selected" not in attrs_of(hidden, 14) and "checked" not in attrs_of(hidden, 10)
+    assert isinstance(kept.events[1].data, InputData) and kept.events[1].data.isChecked
+    assert isinstance(hidden.events[1].data, InputData) and not hidden.events[1].data.isChecked
+
+
+def test_rrweb_password_mark() -> None:
+    one = batch([snap(attrs={10: {"data-rr-is-password": "true"}}), inp(10, "plain")])
+    assert PageMasker(NONE).mask(one)["password"] == 1
+    assert isinstance(one.events[1].data, InputData) and one.events[1].data.text == MASK
+
+
+def test_blocked_element_keeps_only_its_box() -> None:
+    one = batch(
+        [snap(attrs={23: {"title": "x", "onclick": "go()"}}, children={23: blocked_child("x")})]
+    )
+    PageMasker(NONE).mask(one)
+    tree = msgspec.to_builtins(one.events[0])["data"]["node"]
+    block = find(tree, 23)
+    assert block["attributes"] == {
+        "class": "promo rr-block",
+        "rr_width": "10px",
+        "rr_height": "5px",
+    }
+    assert "childNodes" not in block  # dropped (and omitted, being empty)
+
+
+def test_masked_url_stays_parseable() -> None:
+    one = batch([meta("https://shop.example/a?q=ann%40example.com&n=2&token=t#x")])
+    PageMasker(ALL).mask(one)
+    href = msgspec.to_builtins(one.events[0])["data"]["href"]
+    parts = urlsplit(href)
+    assert (parts.netloc, parts.path, parts.fragment) == ("shop.example", "/a", "x")
+    assert parse_qs(parts.query) == {"q": [MASK], "n": ["2"], "token": [MASK]}
+
+
+def test_plain_urls_are_untouched() -> None:
+    url = "https://shop.example/products/12345/red-shoes.html?size=42"
+    one = batch([meta(url)], url=url)
+    assert PageMasker(NONE).mask(one) == Counter()
+    assert one.url == url
+
+
+def test_deep_documents_do_not_recurse() -> None:
+    node: Any = TextNode(id=100_000, textContent="ann@example.com")
+    for depth in range(20_000):
+        node = ElementNode(id=depth + 2, tagName="div", childNodes=[node])
+    root = DocumentNode(id=1, childNodes=[node])
+    one = batch([])
+    one.events.append(FullSnapshotEvent(timestamp=1, data=FullSnapshot(node=root)))
+    assert PageMasker(ALL).mask(one) == Counter(email=1)
+
+
+def test_cache_evicts_least_recently_used() -> None:
+    cache = MaskerCache(capacity=2)
+    a = cache.get("site", "s", "a", NONE)
+    b = cache.get("site", "s", "b", NONE)
+    assert cache.get("site", "s", "a", ALL) is a and a.rules == ALL
+    cache.get("site", "s", "c", NONE)
+    assert len(cache) == 2
+    assert cache.get("site", "s", "a", NONE) is a
+    fresh = cache.get("site", "s", "b", NONE)
+    assert fresh is not b
+    # b's masker knew field 10 as a plain input; the fresh one does not.
+    b.mask(batch([snap()]))
+    kept, evicted = batch([inp(10, "plain words")]), batch([inp(10, "plain words")])
+    assert b.mask(kept) == Counter()
+    assert fresh.mask(evicted) == Counter(unknown=1)
+
+
+def test_cache_capacity_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        MaskerCache(capacity=0)
+
+
+def test_batch_is_masked_in_place() -> None:
+    one = batch([snap(attrs={17: {"value": "hunter2"}})])
+    before = copy.deepcopy(one)
+    PageMasker(NONE).mask(one)
+    assert one != before and attrs_of(one, 17)["value"] == MASK
+
+
+def test_retina_image_names_are_not_addresses() -> None:
+    srcset = "/img/logo@2x.png 2x, /img/logo@1.5x.webp 1.5x"
+    one = batch([snap(attrs={26: {"srcset": srcset, "title": "Write to ann@example.com"}})])
+    PageMasker(ALL).mask(one)
+    assert attrs_of(one, 26) == {"href": "/", "srcset": srcset, "title": f"Write to {MASK}"}
+
+
+def test_value_of_page_elements_is_content() -> None:
+    # A progress bar's value is not typed: the text rules judge it, not the input rule.
+    one = batch(
+        [
+            snap(children={6: [el(60, "progress", {"value": "3", "max": "10"})]}),
+            mut(attributes=[{"id": 60, "attributes": {"value": "7"}}]),
+        ]
+    )
+    assert PageMasker(ALL).mask(one) == Counter(masked=1, blocked=1, input=1)
+    change = msgspec.to_builtins(one.events[1])["data"]["attributes"][0]
+    assert change == {"id": 60, "attributes": {"value": "7"}}
