@@ -1,5 +1,14 @@
 # The gateway image. Not built in this project's CI (no Docker engine there):
 # keep it to plain, well-known steps.
+
+# The recorder bundle (rrweb + loader), built from package-lock.json.
+FROM node:20-bookworm-slim AS recorder
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY gateway/web ./gateway/web
+RUN npm run build
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -10,6 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
+COPY --from=recorder /src/gateway/web/dist ./gateway/web/dist
 RUN pip install . && rm -rf /root/.cache
 COPY config ./config
 

@@ -24,9 +24,19 @@ debs:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# The recorder bundle (built from package-lock.json once the recorder exists).
-recorder:
-	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund && npm run build; fi
+# The recorder bundle: npm packages from package-lock.json, then esbuild.
+# Rebuilt only when the lock file, the build script or a source changes.
+RECORDER := gateway/web/dist/recorder.js
+NPM_STAMP := node_modules/.installed
+
+recorder: $(RECORDER)
+
+$(NPM_STAMP): package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+$(RECORDER): $(NPM_STAMP) gateway/web/build.mjs $(wildcard gateway/web/src/*.js)
+	npm run build
 
 run: setup
 	$(BIN)/gateway demo

@@ -26,7 +26,8 @@ def compile_path_patterns(patterns: list[str]) -> re.Pattern[str] | None:
         return None
     parts = ["^" + re.escape(p).replace(r"\*", ".*") + "$" for p in patterns]
     # Case-blind: a case-insensitive origin serves /Admin/ as /admin/.
-    return re.compile("|".join(parts), re.IGNORECASE)
+    # DOTALL: a %0A in the path must not let it slip past `*`.
+    return re.compile("|".join(parts), re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
