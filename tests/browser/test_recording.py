@@ -1,0 +1,166 @@
+"""The recorder in a real browser: when it records, and that secrets never leave masked."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from playwright.async_api import Browser, Page
+
+from tests.browser.conftest import ShopFactory, new_context
+
+EMAIL = "jane.doe@example.com"
+PHONE = "+33 6 12 34 56 78"
+CARD = "4111 1111 1111 1111"
+PASSWORD = "hunter2-Secret!"
+QUIET_SECONDS = 6  # longer than the loader's 5 s flush interval
+
+
+async def fill_signup(page: Page) -> None:
+    await page.mouse.move(100, 100)
+    await page.mouse.move(200, 150)
+    await page.click("input[name=email]")
+    await page.keyboard.type(EMAIL)
+    await page.click("input[name=phone]")
+    await page.keyboard.type(PHONE)
+    await page.click("input[name=password]")
+    await page.keyboard.type(PASSWORD)
+
+
+async def leave(page: Page) -> None:
+    """Leaving the page fires pagehide: the loader sends what it holds."""
+    await page.goto("about:blank")
+
+
+async def recorder_state(page: Page) -> dict[str, object]:
+    return await page.evaluate("() => window.__rec && window.__rec.state")  # type: ignore[no-any-return]
+
+
+async def test_nothing_before_activity_then_masked_batches(
+    browser: Browser, make_shop: ShopFactory
+) -> None:
+    shop = await make_shop()
+    context = await new_context(browser)
+    page = await context.new_page()
+    await page.goto(shop.url + "/signup")
+    await asyncio.sleep(QUIET_SECONDS)
+    assert (await recorder_state(page))["started"] is False
+    assert shop.gateway.sink.items == [] or len(shop.gateway.sink.items) == 0
+    await fill_signup(page)
+    await page.goto(shop.url + "/checkout")
+    await page.mouse.move(50, 60)
+    await page.click("input[autocomplete=cc-number]")
+    await page.keyboard.type(CARD)
+    await page.click("input[name=email]")
+    await page.keyboard.type(EMAIL)
+    await leave(page)
+    await shop.wait_for_batches(2)
+    await asyncio.sleep(1)  # let every beacon land
+    stored = shop.passed_on()
+    assert b"Demo Shop" in stored  # the pages really were recorded
+    for secret in (EMAIL, PHONE, CARD, PASSWORD, CARD.replace(" ", ""), "DS-1042"):
+        assert secret.encode() not in stored, secret
+    await context.close()
+
+
+async def test_opt_in_waits_for_consent(browser: Browser, make_shop: ShopFactory) -> None:
+    shop = await make_shop('consent = "opt-in"')
+    context = await new_context(browser)
+    page = await context.new_page()
+    await page.goto(shop.url + "/signup")
+    await fill_signup(page)
+    await asyncio.sleep(QUIET_SECONDS)
+    assert len(shop.gateway.sink.items) == 0
+    await page.evaluate('() => window.__rec("consent", true)')
+    await page.mouse.move(300, 300)
+    await page.click("input[name=name]")
+    await page.keyboard.type("Jane")
+    await leave(page)
+    await shop.wait_for_batches(1)
+    await context.close()
+
+
+async def test_gpc_header_and_navigator_flag_stop_recording(
+    browser: Browser, make_shop: ShopFactory
+) -> None:
+    shop = await make_shop()
+    # Sec-GPC at the gateway: the tag is not even injected.
+    context = await new_context(browser, extra_http_headers={"Sec-GPC": "1"})
+    page = await context.new_page()
+    response = await page.goto(shop.url + "/signup")
+    assert response is not None
+    assert "/__rec/recorder.js" not in await response.text()
+    await fill_signup(page)
+    await leave(page)
+    await context.close()
+    # navigator.globalPrivacyControl in the page: injected, but the loader stays off.
+    context = await new_context(browser)
+    await context.add_init_script(
+        "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true})"
+    )
+    page = await context.new_page()
+    await page.goto(shop.url + "/signup")
+    await fill_signup(page)
+    assert (await recorder_state(page))["started"] is False
+    await leave(page)
+    await asyncio.sleep(2)
+    assert len(shop.gateway.sink.items) == 0
+    await context.close()
+
+
+async def test_excluded_and_other_recorder_pages_send_nothing(
+    browser: Browser, make_shop: ShopFactory
+) -> None:
+    shop = await make_shop()
+    context = await new_context(browser)
+    page = await context.new_page()
+    for path in ("/admin/", "/partner"):
+        response = await page.goto(shop.url + path)
+        assert response is not None
+        assert "/__rec/recorder.js" not in await response.text(), path
+        assert await page.evaluate("() => typeof window.__rec") == "undefined"
+        await page.mouse.move(100, 100)
+        await page.mouse.click(120, 120)
+    await leave(page)
+    await asyncio.sleep(2)
+    assert len(shop.gateway.sink.items) == 0
+    await context.close()
+
+
+STRICT_CSP_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Strict</title>
+<script nonce="r4nd0m">window.pageScript = true;</script></head>
+<body><h1>Strict CSP page</h1><input name="q"></body></html>"""
+
+
+def strict_csp_origin() -> web.Application:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(
+            text=STRICT_CSP_PAGE,
+            content_type="text/html",
+            headers={
+                "Content-Security-Policy": "script-src 'nonce-r4nd0m' 'strict-dynamic'; "
+                "object-src 'none'; base-uri 'none'; connect-src 'self'"
+            },
+        )
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    return app
+
+
+async def test_strict_nonce_csp_page_records(browser: Browser, make_shop: ShopFactory) -> None:
+    shop = await make_shop(origin_app=strict_csp_origin())
+    context = await new_context(browser)
+    page = await context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text))
+    await page.goto(shop.url + "/")
+    assert await page.evaluate("() => window.pageScript") is True
+    assert await page.evaluate("() => typeof window.__rec") == "function"
+    await page.mouse.move(100, 100)
+    await page.click("input[name=q]")
+    await page.keyboard.type("hello")
+    await leave(page)
+    await shop.wait_for_batches(1)
+    assert not [v for v in violations if "Content Security Policy" in v], violations
+    await context.close()
