@@ -111,6 +111,7 @@ _TAG_FLAGS = {
 _TYPE_FLAGS = {
     "password": _PASSWORD,
     "hidden": _HIDDEN,
+    "file": _SECRET,  # the browser's fake path holds the visitor's file name
     "submit": _LABEL,
     "button": _LABEL,
     "reset": _LABEL,

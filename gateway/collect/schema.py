@@ -28,6 +28,21 @@ class _Struct(msgspec.Struct, omit_defaults=True, rename=None):
     pass
 
 
+# Keys rrweb's replayer reads unconditionally (`for (c of n.childNodes)`,
+# `d.adds.forEach`, `createTextNode(n.textContent)`) must be encoded even when
+# empty: omit_defaults drops `= []`, `= {}` and `= ""`, not a factory's value.
+def _empty_str() -> str:
+    return ""
+
+
+def _empty_list() -> list[Any]:
+    return []
+
+
+def _empty_dict() -> dict[str, Any]:
+    return {}
+
+
 # ---------------------------------------------------------------- serialized nodes
 
 
@@ -40,17 +55,17 @@ class DocumentNode(_Struct, tag_field="type", tag=0):
 
 class DocumentTypeNode(_Struct, tag_field="type", tag=1):
     id: int
-    name: str = ""
-    publicId: str = ""
-    systemId: str = ""
+    name: str = msgspec.field(default_factory=_empty_str)
+    publicId: str = msgspec.field(default_factory=_empty_str)
+    systemId: str = msgspec.field(default_factory=_empty_str)
     rootId: int | None = None
 
 
 class ElementNode(_Struct, tag_field="type", tag=2):
     id: int
     tagName: str
-    attributes: dict[str, AttrValue] = {}
-    childNodes: list[SerializedNode] = []
+    attributes: dict[str, AttrValue] = msgspec.field(default_factory=_empty_dict)
+    childNodes: list[SerializedNode] = msgspec.field(default_factory=_empty_list)
     isSVG: bool | None = None
     needBlock: bool | None = None
     isCustom: bool | None = None
@@ -61,20 +76,20 @@ class ElementNode(_Struct, tag_field="type", tag=2):
 
 class TextNode(_Struct, tag_field="type", tag=3):
     id: int
-    textContent: str = ""
+    textContent: str = msgspec.field(default_factory=_empty_str)
     isStyle: bool | None = None
     rootId: int | None = None
 
 
 class CDataNode(_Struct, tag_field="type", tag=4):
     id: int
-    textContent: str = ""
+    textContent: str = msgspec.field(default_factory=_empty_str)
     rootId: int | None = None
 
 
 class CommentNode(_Struct, tag_field="type", tag=5):
     id: int
-    textContent: str = ""
+    textContent: str = msgspec.field(default_factory=_empty_str)
     rootId: int | None = None
 
 
@@ -108,10 +123,10 @@ class Addition(_Struct):
 
 
 class MutationData(_Struct, tag_field="source", tag=0):
-    texts: list[TextChange] = []
-    attributes: list[AttributeChange] = []
-    removes: list[Removal] = []
-    adds: list[Addition] = []
+    texts: list[TextChange] = msgspec.field(default_factory=_empty_list)
+    attributes: list[AttributeChange] = msgspec.field(default_factory=_empty_list)
+    removes: list[Removal] = msgspec.field(default_factory=_empty_list)
+    adds: list[Addition] = msgspec.field(default_factory=_empty_list)
     isAttachIframe: bool | None = None
 
 

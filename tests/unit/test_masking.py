@@ -331,6 +331,11 @@ PLACES: list[tuple[str, str, Builder]] = [
     # 7. hidden inputs, and the other fields always masked
     ("snapshot hidden input", "always", lambda s: batch([snap(attrs={16: {"value": s}})])),
     ("snapshot password", "always", lambda s: batch([snap(attrs={17: {"value": s}})])),
+    (
+        "file input value",
+        "always",
+        lambda s: batch([snap(attrs={10: {"type": "file", "value": "C:\\fakepath\\" + s}})]),
+    ),
     ("card field value", "always", lambda s: batch([snap(attrs={18: {"value": s}})])),
     ("card field typed", "always", lambda s: batch([snap(), inp(18, s)])),
     (
@@ -695,9 +700,18 @@ def test_rrweb_password_mark() -> None:
 
 def test_blocked_element_keeps_only_its_box() -> None:
     one = batch(
-        [snap(attrs={23: {"title": "x", "onclick": "go()"}}, children={23: blocked_child("x")})]
+        [
+            snap(attrs={23: {"title": "x", "onclick": "go()"}}, children={23: blocked_child("x")}),
+            mut(
+                texts=[{"id": BLOCKED_CHILD, "value": "y"}, {"id": 25, "value": "Hi"}],
+                adds=[add(31, text(70, "z"))],
+            ),
+        ]
     )
     PageMasker(NONE).mask(one)
+    # Changes to what was dropped are dropped too; the rest of the mutation stays.
+    change = msgspec.to_builtins(one.events[1])["data"]
+    assert (change["texts"], change["adds"]) == ([{"id": 25, "value": "Hi"}], [])
     tree = msgspec.to_builtins(one.events[0])["data"]["node"]
     block = find(tree, 23)
     assert block["attributes"] == {
@@ -705,7 +719,21 @@ def test_blocked_element_keeps_only_its_box() -> None:
         "rr_width": "10px",
         "rr_height": "5px",
     }
-    assert "childNodes" not in block  # dropped (and omitted, being empty)
+    assert block["childNodes"] == []
+
+
+def test_masked_batch_keeps_the_keys_the_replayer_reads() -> None:
+    # rrweb iterates childNodes and a mutation's four lists without checking them.
+    one = batch([snap(children={23: blocked_child("x")}), mut(texts=[{"id": 25, "value": ""}])])
+    PageMasker(ALL).mask(one)
+    encoded = msgspec.json.decode(msgspec.json.encode(one))
+    block = find(encoded["events"][0]["data"]["node"], 23)
+    assert (block["childNodes"], find(encoded["events"][0]["data"]["node"], 10)["childNodes"]) == (
+        [],
+        [],
+    )
+    assert set(encoded["events"][1]["data"]) >= {"texts", "attributes", "removes", "adds"}
+    assert encoded["events"][1]["data"]["texts"] == [{"id": 25, "value": ""}]
 
 
 def test_masked_url_stays_parseable() -> None:
