@@ -84,7 +84,11 @@ async def make_shop(tmp_path: Path) -> AsyncIterator[ShopFactory]:
     runners: list[web.AppRunner] = []
     gateways: list[Gateway] = []
 
-    async def factory(recording: str = "", origin_app: web.Application | None = None) -> Shop:
+    async def factory(
+        recording: str = "",
+        origin_app: web.Application | None = None,
+        exclude: tuple[str, ...] = ("/admin/*",),
+    ) -> Shop:
         runner, port = await serve(origin_app or build_demo_origin())
         runners.append(runner)
         config = parse_config(
@@ -100,7 +104,7 @@ hosts = ["localhost", "127.0.0.1"]
 origin = "http://127.0.0.1:{port}"
 
 [sites.recording]
-exclude = ["/admin/*"]
+exclude = {list(exclude)!r}
 {recording}
 """,
             env={},

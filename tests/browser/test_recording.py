@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 from playwright.async_api import Browser, Page
 
+from gateway.collect.schema import MetaEvent
 from tests.browser.conftest import ShopFactory, new_context
 
 EMAIL = "jane.doe@example.com"
@@ -163,4 +164,38 @@ async def test_strict_nonce_csp_page_records(browser: Browser, make_shop: ShopFa
     await leave(page)
     await shop.wait_for_batches(1)
     assert not [v for v in violations if "Content Security Policy" in v], violations
+    await context.close()
+
+
+async def test_spa_route_into_excluded_path_pauses_and_resumes(
+    browser: Browser, make_shop: ShopFactory
+) -> None:
+    shop = await make_shop(exclude=("/admin/*", "/app/settings"))
+    context = await new_context(browser)
+    page = await context.new_page()
+    await page.goto(shop.url + "/app/")
+    await page.mouse.move(100, 100)
+    await page.mouse.move(150, 120)
+    await page.click("nav a[href='/app/settings']")
+    await page.wait_for_selector("input[name=display_name]")
+    await page.click("input[name=display_name]")
+    await page.keyboard.type(" and more")
+    await page.mouse.move(200, 200)
+    await page.click("nav a[href='/app/profile']")
+    await page.mouse.move(250, 250)
+    await asyncio.sleep(0.5)
+    await leave(page)
+    await shop.wait_for_batches(1)
+    await asyncio.sleep(1)
+    stored = shop.passed_on()
+    assert b"/app/profile" in stored  # recording resumed after the excluded route
+    assert b"Display name" not in stored  # nothing of the excluded view
+    hrefs = [
+        event.data.href
+        for item in shop.gateway.sink.items
+        for event in item.batch.events
+        if isinstance(event, MetaEvent)
+    ]
+    assert any(href.endswith("/app/profile") for href in hrefs), hrefs
+    assert not any(href.endswith("/app/settings") for href in hrefs), hrefs
     await context.close()
