@@ -77,6 +77,9 @@ class CollectConfig(_Table):
     ip_burst: int = 60
     session_rate: float = 5.0
     session_burst: int = 30
+    # New recordings one client address (an IPv6 /64) may open: per hour and burst.
+    new_sessions_per_hour: float = 120.0
+    new_sessions_burst: int = 60
     # Bounded in-memory hand-off to the pipeline (until the durable spool lands).
     queue_batches: int = 10_000
 
@@ -260,10 +263,10 @@ def validate(config: Config) -> None:
         raise ConfigError(
             "collect.max_decoded_bytes: must be at least collect.max_body_bytes (>= 1024)"
         )
-    for key in ("ip_rate", "session_rate"):
+    for key in ("ip_rate", "session_rate", "new_sessions_per_hour"):
         if getattr(collect, key) <= 0:
             raise ConfigError(f"collect.{key}: must be positive")
-    for key in ("ip_burst", "session_burst", "queue_batches"):
+    for key in ("ip_burst", "session_burst", "new_sessions_burst", "queue_batches"):
         if getattr(collect, key) < 1:
             raise ConfigError(f"collect.{key}: must be at least 1")
     if config.upstream.url != "local":

@@ -8,6 +8,7 @@ browser gets `{"record": true}` once the sink has taken the batch.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 import zlib
 from collections import OrderedDict
@@ -29,8 +30,10 @@ from gateway.collect.schema import (
     Batch,
     BatchError,
     CanvasMutationData,
+    CustomElementData,
     CustomEvent,
     Event,
+    FontData,
     IncrementalSnapshotEvent,
     LogData,
     MetaEvent,
@@ -40,6 +43,7 @@ from gateway.collect.schema import (
 from gateway.config import CollectConfig
 from gateway.edge.admission import normalize_path
 from gateway.edge.errors import json_error
+from gateway.edge.expect import send_continue
 from gateway.edge.headers import TrustedProxies, client_address
 from gateway.edge.sites import Site
 from gateway.metrics import Metrics
@@ -86,6 +90,9 @@ class CollectEndpoint:
         self._clock = clock
         self._by_ip = RateLimiter(config.ip_rate, config.ip_burst)
         self._by_session = RateLimiter(config.session_rate, config.session_burst)
+        self._new_sessions = RateLimiter(
+            config.new_sessions_per_hour / 3600, config.new_sessions_burst
+        )
         self._seen = _Seen()
         self._maskers = MaskerCache()
 
@@ -96,16 +103,21 @@ class CollectEndpoint:
         if kind not in _JSON_TYPES:
             return self._refuse_input(site, 415, "unsupported_media_type", f"{kind!r} is not JSON")
         origin = request.headers.get("Origin")
-        scheme = "https" if request.secure else "http"
-        if origin is not None and origin.lower() != f"{scheme}://{client_host}".lower():
+        if origin is not None and not _same_host(origin, client_host):
+            # Host only: behind a TLS-terminating proxy the scheme seen here differs.
             return self._refuse_input(
                 site, 403, "forbidden_origin", f"origin {origin!r} is not this site"
             )
         peer = client_address(request.raw_headers, request.remote or "", self._trusted)
         now = self._clock()
-        wait = self._by_ip.take(peer, now)
+        wait = self._by_ip.take(_rate_key(peer), now)
         if wait:
             return self._rate_limited(site, wait)
+        length = request.content_length
+        if length is not None and length > self._config.max_body_bytes:
+            limit = self._config.max_body_bytes
+            return json_error(413, "body_too_large", f"batch larger than {limit} bytes")
+        await send_continue(request)
         body = await self._read_body(request)
         if isinstance(body, web.Response):
             self._metrics.collect_batches.labels(site=site.key, outcome="too_large").inc()
@@ -122,7 +134,13 @@ class CollectEndpoint:
         if key in self._seen:
             self._metrics.collect_batches.labels(site=site.key, outcome="duplicate").inc()
             return web.Response(body=_ACCEPTED, content_type="application/json")
-        refusal = await self._judge(request, site, batch, peer, now)
+        try:
+            paths = _page_paths(batch)
+        except ValueError as exc:
+            return self._refuse_input(site, 400, "bad_batch", str(exc))
+        refusal = await self._judge(request, site, batch, peer, now, paths)
+        if isinstance(refusal, float):
+            return self._rate_limited(site, refusal)
         if refusal is not None:
             return self._refused(site, batch, refusal)
         kept = _storable(batch.events)
@@ -177,16 +195,25 @@ class CollectEndpoint:
             return json_error(413, "body_too_large", f"batch decodes to more than {limit} bytes")
         if not inflater.eof:
             return json_error(400, "bad_batch", "body: truncated gzip")
+        if inflater.unused_data:
+            return json_error(400, "bad_batch", "body: data after the gzip stream")
         return out
 
     async def _judge(
-        self, request: web.BaseRequest, site: Site, batch: Batch, peer: str, now: float
-    ) -> Refusal | None:
+        self,
+        request: web.BaseRequest,
+        site: Site,
+        batch: Batch,
+        peer: str,
+        now: float,
+        paths: tuple[str, list[str]],
+    ) -> Refusal | float | None:
+        """A policy refusal, seconds to wait (too many new sessions), or None: go on."""
         hints = request.headers.get("Sec-CH-UA-Mobile")
         context = BatchContext(
             site=site,
-            url_path=_path_of(batch.url),
-            meta_paths=[_path_of(e.data.href) for e in batch.events if isinstance(e, MetaEvent)],
+            url_path=paths[0],
+            meta_paths=paths[1],
             peer=peer,
             user_agent=request.headers.get("User-Agent", ""),
             client_hints_mobile=None if hints is None else hints.strip() == "?1",
@@ -205,11 +232,15 @@ class CollectEndpoint:
             return refusal
         moment = datetime.fromtimestamp(now, UTC)
         limit = site.config.limit
-        if not context.has_activity and not await self._quota.started(
-            site.key, batch.session, moment
-        ):
-            # A recording starts with a visitor's own activity, never before.
-            return Refusal.NO_ACTIVITY
+        if not await self._quota.started(site.key, batch.session, moment):
+            if not context.has_activity:
+                # A recording starts with a visitor's own activity, never before.
+                return Refusal.NO_ACTIVITY
+            # Session ids are the client's choice: bound how fast one address
+            # opens new recordings, so nobody can burn a site's monthly quota.
+            wait = self._new_sessions.take(_rate_key(peer), now)
+            if wait:
+                return wait
         if not await self._quota.try_start(site.key, batch.session, limit, moment):
             return Refusal.QUOTA
         self._metrics.quota_limit.labels(site=site.key).set(limit)
@@ -247,7 +278,7 @@ def _storable(events: list[Event]) -> list[Event]:
         if isinstance(event, (PluginEvent, AssetEvent)):
             continue
         if isinstance(event, IncrementalSnapshotEvent) and isinstance(
-            event.data, (CanvasMutationData, LogData)
+            event.data, (CanvasMutationData, LogData, FontData, CustomElementData)
         ):
             continue
         if isinstance(event, CustomEvent) and event.data.tag not in _KEPT_CUSTOM_TAGS:
@@ -256,11 +287,46 @@ def _storable(events: list[Event]) -> list[Event]:
     return kept
 
 
-def _path_of(url: str) -> str:
+def _page_paths(batch: Batch) -> tuple[str, list[str]]:
+    """The batch URL's path, and every other path the page was seen at: Meta
+    hrefs and hash routes (`/#/admin/x`), all checked against exclusions."""
+    page, *routes = _paths_of(batch.url, "url")
+    others = list(routes)
+    for index, event in enumerate(batch.events):
+        if isinstance(event, MetaEvent):
+            others.extend(_paths_of(event.data.href, f"events[{index}].data.href"))
+    return page, others
+
+
+def _paths_of(url: str, field: str) -> list[str]:
     try:
-        return normalize_path(urlsplit(url).path or "/")
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed authority
+    except ValueError as exc:
+        raise ValueError(f"{field}: not a URL ({exc})") from exc
+    paths = [normalize_path(parts.path or "/")]
+    route = parts.fragment.lstrip("!")
+    if route.startswith("/"):
+        paths.append(normalize_path(route.split("?", 1)[0]))
+    return paths
+
+
+def _same_host(origin: str, client_host: str) -> bool:
+    try:
+        return urlsplit(origin).netloc.lower() == client_host.lower()
     except ValueError:
-        return "/"
+        return False
+
+
+def _rate_key(address: str) -> str:
+    """IPv6 clients get a /64 each: one machine can rotate through its prefix."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
 
 
 def _cookies(request: web.BaseRequest) -> dict[str, str]:

@@ -24,6 +24,7 @@ from gateway.edge.admission import Admitted, Limits, admit
 from gateway.edge.codecs import parse_content_encoding
 from gateway.edge.eligibility import Candidate, judge
 from gateway.edge.errors import json_error
+from gateway.edge.expect import send_continue
 from gateway.edge.headers import TrustedProxies, has_token, request_headers, response_headers
 from gateway.edge.recorder_asset import RecorderAsset
 from gateway.edge.relay import OriginFailed, relay_untouched
@@ -122,13 +123,10 @@ class Proxy:
         if isinstance(verdict, web.Response):
             return verdict
         expect = request.headers.get("Expect")
-        if expect is not None:
-            # Answered here, after the checks above: a refused request never sends its body.
-            if expect.lower() != "100-continue":
-                return json_error(417, "expectation_failed", "only 100-continue is supported")
-            if request.version >= (1, 1):
-                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if expect is not None and expect.lower() != "100-continue":
+            return json_error(417, "expectation_failed", "only 100-continue is supported")
         if verdict.reserved:
+            # The collect endpoint sends 100 Continue itself, after its own checks.
             return await serve_reserved(
                 request, verdict, self._prefix, self._recorder, self._collect
             )
@@ -147,6 +145,8 @@ class Proxy:
                 via=self._via,
                 metrics=self._metrics,
             )
+        # After the checks above: a refused request never sends its body.
+        await send_continue(request)
         return await self._forward(request, verdict)
 
     def _origin_headers(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from tests.integration.conftest import (
     GatewayFactory,
     Origin,
     RunningGateway,
+    raw_exchange,
     site_config,
 )
 
@@ -299,3 +301,118 @@ async def test_sink_full_is_503_with_retry_after(
     # Not marked as seen: the retry is stored once there is room.
     gw.gateway.sink.items.clear()
     assert (await post(client, gw, b.first_batch(seq=1)))[1] == {"record": True}
+
+
+async def test_origin_compared_by_host_behind_tls_proxy(
+    gw: RunningGateway, client: aiohttp.ClientSession
+) -> None:
+    # The visitor's page is https at the load balancer; the gateway listens on http.
+    status, answer, _ = await post(client, gw, b.first_batch(), Origin="https://shop.test")
+    assert (status, answer) == (200, {"record": True})
+    status, answer, _ = await post(
+        client, gw, b.first_batch(seq=1), Origin="https://shop.test.evil"
+    )
+    assert (status, answer["error"]) == (403, "forbidden_origin")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"url": "http://shop.test/#/admin/users"},
+        {"url": "http://shop.test/#!/admin/users?x=1"},
+    ],
+)
+async def test_hash_routes_are_checked_against_exclusions(
+    gw: RunningGateway, client: aiohttp.ClientSession, fields: dict[str, str]
+) -> None:
+    _, answer, _ = await post(client, gw, b.first_batch(**fields))
+    assert answer == {"record": False, "reason": "excluded"}
+
+
+async def test_meta_href_hash_route_excluded(
+    gw: RunningGateway, client: aiohttp.ClientSession
+) -> None:
+    body = b.first_batch()
+    body["events"].append(b.meta("http://shop.test/app#/admin/x"))
+    _, answer, _ = await post(client, gw, body)
+    assert answer == {"record": False, "reason": "excluded"}
+
+
+async def test_unparsable_urls_are_400_not_unexcluded(
+    gw: RunningGateway, client: aiohttp.ClientSession
+) -> None:
+    status, answer, _ = await post(client, gw, b.first_batch(url="http://[shop.test/admin/x"))
+    assert (status, answer["error"]) == (400, "bad_batch")
+    assert answer["detail"].startswith("url:")
+    body = b.first_batch()
+    body["events"][0]["data"]["href"] = "http://[shop.test/admin/x"
+    status, answer, _ = await post(client, gw, body)
+    assert (status, answer["detail"][:20]) == (400, "events[0].data.href:")
+
+
+async def test_new_sessions_per_address_are_bounded(
+    make_gateway: GatewayFactory, client: aiohttp.ClientSession
+) -> None:
+    gw = await make_gateway(extra_collect="new_sessions_per_hour = 1.0\nnew_sessions_burst = 2")
+    statuses = [(await post(client, gw, b.first_batch(session=f"s-{n}")))[0] for n in range(3)]
+    assert statuses == [200, 200, 429]
+    # Recordings already started go on.
+    assert (await post(client, gw, b.first_batch(session="s-0", seq=1)))[1] == {"record": True}
+    assert gw.metric("gateway_quota_used", site="shop") == 2
+
+
+async def test_expect_continue_not_sent_for_a_batch_too_large(gw: RunningGateway) -> None:
+    answer = await raw_exchange(
+        gw.port,
+        b"POST /__rec/v1/batch HTTP/1.1\r\nHost: shop.test\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 99999999\r\nExpect: 100-continue\r\n\r\n",
+        read_timeout=1,
+    )
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"100 Continue" not in answer
+
+
+async def test_expect_continue_sent_for_a_good_batch(gw: RunningGateway) -> None:
+    body = b.encoded(b.first_batch())
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(
+        b"POST /__rec/v1/batch HTTP/1.1\r\nHost: shop.test\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode()
+    )
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+    assert interim.startswith(b"HTTP/1.1 100")
+    writer.write(body)
+    final = await asyncio.wait_for(reader.read(4096), 3)
+    writer.close()
+    assert final.startswith(b"HTTP/1.1 200")
+    assert b'{"record":true}' in final
+
+
+async def test_data_after_gzip_stream_is_400(
+    gw: RunningGateway, client: aiohttp.ClientSession
+) -> None:
+    body = gzip.compress(b.encoded(b.first_batch())) + b"trailing junk"
+    status, answer, _ = await post(client, gw, body, Content_Encoding="gzip")
+    assert (status, answer["error"]) == (400, "bad_batch")
+
+
+async def test_font_and_custom_element_events_are_not_stored(
+    gw: RunningGateway, client: aiohttp.ClientSession
+) -> None:
+    body = b.first_batch()
+    body["events"] += [
+        {
+            "type": 3,
+            "timestamp": 5,
+            "data": {
+                "source": 10,
+                "family": "jane.doe@example.com",
+                "fontSource": "x",
+                "buffer": False,
+            },
+        },
+        {"type": 3, "timestamp": 6, "data": {"source": 16, "define": {"name": "secret-el"}}},
+    ]
+    assert (await post(client, gw, body))[1] == {"record": True}
+    [item] = stored(gw)
+    assert b'"source":10' not in item and b'"source":16' not in item
