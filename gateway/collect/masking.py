@@ -5,27 +5,48 @@ guarantee. Every place a typed value can reach a batch (RECORDING-NOTES.md,
 "Where a typed value can appear") is handled here:
 
 - Form values (`value`, `checked`, `selected` of input/textarea/select/option,
-  a textarea's text, Input events): masked when the site masks inputs, and
-  always for passwords (also after a "show password" toggle: the id is
-  remembered), hidden inputs, card fields, `data-rec-mask` / `rr-mask`
-  regions, and ids never described to us. Otherwise the text rules apply.
-  A masked Input event also loses `isChecked` (it is reset to False).
-- Text rules, for page text, form values that are kept and text attributes:
-  emails (when masked) and runs of 2+ digits (when numbers are masked; digits
-  joined by spaces, dots, commas, dashes, slashes, parentheses or + count as
-  one run, so phone numbers, amounts and dates become one MASK; a lone digit,
-  "Step 1", is left). Card numbers (Luhn-valid runs of 13-19 digits, with
-  spaces or dashes between groups) are always masked.
-- CSS and script text (children of `<style>`/`<script>`, `style`, `_cssText`):
-  only card numbers, since numbers there are sizes, not personal data.
+  and `value` of any other element but buttons, li, progress..., custom
+  elements included; a textarea's text, Input events): masked when the site
+  masks inputs, and always for passwords (also after a "show password" toggle:
+  the id is remembered), hidden inputs, card fields, `data-rec-mask` /
+  `rr-mask` regions, and ids never described to us. Otherwise the text rules
+  apply. A masked Input event also loses `isChecked` (it is reset to False).
+  Secret fields keep only type, name, id, class, autocomplete, inputmode,
+  placeholder, style and rr_* as they are; any other attribute becomes MASK.
+  Attribute names are read case-insensitively.
+- Text rules, for page text, form values that are kept and text attributes
+  (title, alt, srcdoc, data-*, aria-*...): emails (when masked; found from
+  each at-sign, also fullwidth or percent-encoded, in bounded windows) and
+  runs of 2+ digits (when numbers are masked; digits joined by spaces, dots,
+  commas, dashes, slashes, parentheses or + count as one run, so phone
+  numbers, amounts and dates become one MASK; a lone digit, "Step 1", is
+  left). Card numbers (Luhn-valid runs of 13-19 digits, with up to three
+  spaces, dots, dashes, slashes, underscores or zero-width characters between
+  groups) are always masked.
+- CSS (children of `<style>`, `style`, `_cssText`, StyleSheetRule adds and
+  replace(Sync), StyleDeclaration values, adopted style sheets, fonts): every
+  `url(...)` by the URL rules, string literals by the text rules, the rest
+  (sizes, comments) only for card numbers. Script text is masked outright.
 - URLs (Meta href, the batch URL, href/src/action/srcset/..., URL-looking
-  data-* values): userinfo always; in the query and fragment, parameters
-  named like credentials always, and values by the text rules; in the path,
-  emails and card numbers (not other numbers: ids in paths are how pages are
-  told apart). A masked part becomes MASK percent-encoded.
+  data-* values): userinfo always; in the query and fragment, every value,
+  but those of a few harmless parameters (utm_*, page, sort, order, lang,
+  locale, view, tab) when they hold no email, number or token; in the path,
+  emails, card numbers and token-like runs (16+ URL-safe characters mixing
+  letters and digits in long chunks, long hex, random-looking mixed case),
+  not slugs or other numbers: ids in paths are how pages are told apart.
+  tel:, sms:, mailto: and other non-web schemes get the text rules;
+  javascript: URLs are masked whole; data: URLs keep media, text gets the
+  text rules. A masked part becomes MASK percent-encoded.
 - `rr-block` / `data-rec-block` elements keep only class, id, rr_width and
   rr_height; their children are dropped and their ids remembered.
-- Custom events other than "identify" get the text rules on their payload.
+- Regions made masked or editable by a later attribute change cover every
+  later lookup, held ids included. A batch whose `seq` does not follow the
+  last one seen for the page judges ids not held as never described.
+- Custom "identify" events keep only id, name and email (strings of at most
+  256 characters, card numbers masked); other custom events get the text
+  rules on their payload.
+- Mutation adds are judged parents first in one linear pass, whatever order
+  they come in.
 
 A mask is always MASK: its length says nothing about the secret's.
 """
@@ -41,19 +62,24 @@ from urllib.parse import quote, unquote, unquote_plus, urlsplit, urlunsplit
 
 from gateway.collect.schema import (
     Addition,
+    AdoptedStyleSheetData,
     AttributeChange,
     Batch,
     CDataNode,
     CommentNode,
+    CustomElementData,
     CustomEvent,
     DocumentNode,
     ElementNode,
+    FontData,
     FullSnapshotEvent,
     IncrementalSnapshotEvent,
     InputData,
     MetaEvent,
     MutationData,
     SerializedNode,
+    StyleDeclarationData,
+    StyleSheetRuleData,
     TextChange,
     TextNode,
 )
@@ -84,17 +110,19 @@ _LABEL = 1 << 3  # submit/button/reset: the value is a visible label
 _PASSWORD = 1 << 4
 _HIDDEN = 1 << 5
 _CARD = 1 << 6
-_CODE_EL = 1 << 7  # style/script
+_CODE_EL = 1 << 7  # style
 _UNKNOWN_EL = 1 << 8  # an id we hold nothing for: could be any field
 _VALUE_EL = 1 << 14  # button, li, progress...: `value` is page content, not typed
+_SCRIPT_EL = 1 << 15  # script
 # Where a node is; inherited by descendants.
 _SECRET = 1 << 9  # in a data-rec-mask / rr-mask region, or inside a secret field
 _EDIT = 1 << 10  # typed text: contenteditable, a textarea's content
-_CODE = 1 << 11  # CSS or script text
+_CODE = 1 << 11  # CSS text
 _BLOCKED = 1 << 12  # in an rr-block element: nothing is kept
 _UNSEEN = 1 << 13  # the page was never described to us
+_SCRIPT = 1 << 16  # script text: masked outright
 
-_CONTEXT = _SECRET | _EDIT | _CODE | _BLOCKED | _UNSEEN
+_CONTEXT = _SECRET | _EDIT | _CODE | _BLOCKED | _UNSEEN | _SCRIPT
 _SECRET_FIELD = _PASSWORD | _HIDDEN | _CARD
 # A node removed and added again (a move) keeps the same id: these follow it.
 _STICKY = _SECRET_FIELD | _SECRET | _BLOCKED
@@ -105,7 +133,7 @@ _TAG_FLAGS = {
     "select": _FIELD,
     "option": _FIELD,
     "style": _CODE_EL,
-    "script": _CODE_EL,
+    "script": _SCRIPT_EL,
     **dict.fromkeys(("button", "li", "meter", "progress", "data", "param", "output"), _VALUE_EL),
 }
 _TYPE_FLAGS = {
@@ -119,6 +147,22 @@ _TYPE_FLAGS = {
 _PASSWORD_AUTOCOMPLETE = frozenset({"current-password", "new-password", "one-time-code"})
 _CARD_NAME = re.compile(r"card|cvc|cvv|ccnum|cc[-_]?(?:number|csc|exp)", re.IGNORECASE)
 _BLOCK_KEEP = frozenset({"class", "id", "rr_width", "rr_height"})
+# What a secret field (password, hidden, card, a field in a masked region) keeps
+# as it is; `value` and `placeholder` go through their own rules; rr_* too.
+_SECRET_KEEP = frozenset(
+    {
+        "type",
+        "name",
+        "id",
+        "class",
+        "autocomplete",
+        "inputmode",
+        "placeholder",
+        "style",
+        "value",
+        "data-rr-is-password",
+    }
+)
 _STATE_ATTRS = frozenset({"checked", "selected"})
 _URL_ATTRS = frozenset(
     {
@@ -147,43 +191,58 @@ _TEXT_ATTRS = frozenset(
         "label",
         "summary",
         "content",
-        "aria-label",
-        "aria-valuetext",
-        "aria-description",
-        "aria-placeholder",
-        "aria-roledescription",
+        "srcdoc",
     }
 )
+_TEXT_PREFIXES = ("data-", "aria-")
 _CSS_ATTRS = frozenset({"style", "_csstext"})
 _SPECIAL_ATTRS = _URL_ATTRS | _TEXT_ATTRS | _CSS_ATTRS | {"srcset"}
 # Ids a page may make us hold; past it, unknown ids are judged sensitive.
 _MAX_IDS = 200_000
+# Custom "identify" events keep these, as strings of at most this length.
+_IDENTIFY_KEYS = ("id", "name", "email")
+_IDENTIFY_MAX = 256
 
 # ---------------------------------------------------------------- text rules
 
-# Bounded parts keep the scan linear on long runs of address-like characters.
+# Emails are found from their at-sign (also fullwidth or percent-encoded), each
+# part matched within a bounded window around it: linear time on any input.
+_AT = re.compile(r"@|%40|\uff20|\ufe6b")
+_LOCAL_PART = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]{1,64}")  # matched on the reversed text
 # Not "logo@2x.png": retina image names look like addresses.
-_EMAIL = re.compile(
-    r"[\w.!#$%&'*+/=?^`{|}~-]{1,64}(?:@|%40)(?!\d+(?:\.\d+)?x\.(?:png|jpe?g|gif|webp|avif|svg)\b)"
-    r"[\w-]{1,63}(?:\.[\w-]{1,63})+"
+_DOMAIN = re.compile(
+    r"(?!\d{1,8}(?:\.\d{1,8})?x\.(?:png|jpe?g|gif|webp|avif|svg)\b)"
+    r"[\w-]{1,63}(?:\.[\w-]{1,63}){1,16}"
 )
+# What may sit between a card number's digit groups.
+_SEP = r"[._/\s\u00a0\u200b-\u200d\u2060\u2010-\u2015-]{0,3}"
 _NUMBER = re.compile(r"[+(]?\d(?:[\s().,/+\u2010-\u2015-]{0,3}\d)+")
-_CARD_RUN = re.compile(r"\d(?:[ \t\u00a0\u2010-\u2015-]{0,2}\d){12,}")
+_CARD_RUN = re.compile(r"\d(?:" + _SEP + r"\d){12,}")
 _DIGITS = re.compile(r"\d+")
-_URL_SUSPECT = re.compile(r"[?#@%]|\d(?:[ +-]?\d){12}")
+_URL_SUSPECT = re.compile(
+    r"[?#@%\uff20\ufe6b]|\d(?:" + _SEP + r"\d){12}|[A-Za-z0-9_-]{16}", re.IGNORECASE
+)
 # What an ordinary attribute (class, id, ...) needs to hold to be worth a closer look.
-_GENERIC_SUSPECT = re.compile(r"@|%40|//|\d(?:[ \t\u00a0\u2010-\u2015-]{0,2}\d){12}")
+_GENERIC_SUSPECT = re.compile(r"@|%40|\uff20|\ufe6b|//|\d(?:" + _SEP + r"\d){12}")
 _URL_LIKE = re.compile(r"(?:[a-z][a-z0-9+.-]*:|/|\?)\S*\Z", re.IGNORECASE)
 _ABSOLUTE_URL = re.compile(r"(?:[a-z][a-z0-9+.-]*:)?//\S*\Z", re.IGNORECASE)
-_TOKEN_PARAM = re.compile(
-    r"code|pass|pwd|secret|key|api_?key|apikey|session(?:_?id)?|sid|auth|authorization"
-    r"|e-?mail|mail|sig|signature|otp|.*(?:token|password|passwd|secret|api_?key)"
-    r"|x-amz-(?:credential|signature)",
-    re.IGNORECASE,
-)
+_SCHEME = re.compile(r"\s*([a-z][a-z0-9+.-]*):", re.IGNORECASE)
+# Query and fragment parameters whose value is kept when it looks harmless.
+_SAFE_PARAMS = frozenset({"page", "sort", "order", "lang", "locale", "view", "tab"})
+_PARAM_NAME = re.compile(r"[a-z0-9_.\[\]-]{1,64}")
+_BARE_WORD = re.compile(r"[A-Za-z_-]{1,32}")
+_SAFE_VALUE_MAX = 64
+# Tokens: long runs of URL-safe characters, judged by _token_like.
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_-]{16,}")
+_CHUNKS = re.compile(r"[-_]+")
+_HEX = re.compile(r"[0-9a-f]{16,}", re.IGNORECASE)
 _SRCSET_PARTS = re.compile(r"(\s+|,)")
 _WEB_SCHEMES = frozenset({"", "http", "https", "ws", "wss", "ftp", "file"})
-_CONTENT_SCHEMES = frozenset({"data", "blob", "javascript"})
+_MEDIA_DATA = re.compile(r"\s*(?:image|audio|video|font)/[\w.+-]+", re.IGNORECASE)
+# CSS: where a comment, a string or a url() starts; where a string stops.
+_CSS_START = re.compile(r"/\*|[\"']|url\(", re.IGNORECASE)
+_CSS_STRING_STOP = {'"': re.compile(r'["\\\n]'), "'": re.compile(r"['\\\n]")}
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\n]?|(.))", re.DOTALL)
 
 
 def _luhn(digits: str) -> bool:
@@ -212,8 +271,55 @@ def _has_card(run: str) -> bool:
     return False
 
 
+def _token_like(run: str) -> bool:
+    """A run of 16+ URL-safe characters that reads as a secret, not as a slug.
+
+    Slugs ("red-shoes-size-42") are words and numbers between dashes; tokens mix
+    letters and digits within long chunks, are long hex (hashes, UUIDs), or are
+    long chunks of random-looking mixed case.
+    """
+    if _HEX.fullmatch(run.replace("-", "")) and not run.isdigit() and not run.isalpha():
+        return True
+    for chunk in _CHUNKS.split(run):
+        if len(chunk) < 12:
+            continue
+        has_digit = any(char.isdigit() for char in chunk)
+        if has_digit and not chunk.isdigit():
+            return True
+        if len(chunk) >= 16 and not has_digit:
+            upper = sum(char.isupper() for char in chunk[1:])
+            lower = sum(char.islower() for char in chunk)
+            if upper >= 2 and lower >= 2:
+                return True
+    return False
+
+
+def _has_token(text: str) -> bool:
+    return any(_token_like(match.group()) for match in _TOKEN_RUN.finditer(text))
+
+
 def _number_text(value: int | float) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _lowered(attrs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Attribute names as the browser reads them: HTML names are case-insensitive."""
+    if all(key.islower() or not any(char.isupper() for char in key) for key in attrs):
+        return attrs
+    return {key.lower(): value for key, value in attrs.items()}
+
+
+def _css_unescape(match: re.Match[str]) -> str:
+    code, char = match.groups()
+    if code is None:
+        return str(char)
+    point = int(code, 16)
+    return chr(point) if 0 < point <= 0x10FFFF and not 0xD800 <= point <= 0xDFFF else "\ufffd"
+
+
+def _css_escape(text: str, quote_char: str) -> str:
+    text = text.replace("\\", "\\\\").replace(quote_char, "\\" + quote_char)
+    return text.replace("\n", "\\a ")
 
 
 def _child_context(flags: int) -> int:
@@ -224,11 +330,14 @@ def _child_context(flags: int) -> int:
         context |= _SECRET
     if flags & _CODE_EL:
         context |= _CODE
+    if flags & _SCRIPT_EL:
+        context |= _SCRIPT
     return context
 
 
 def _marks(flags: int, attrs: Mapping[str, Any]) -> int:
-    """Flags learnt from attributes: all of them (snapshot) or the changed ones (mutation)."""
+    """Flags learnt from attributes (names lower-cased): all of them (snapshot) or
+    the changed ones (mutation)."""
     if flags & (_INPUT_EL | _UNKNOWN_EL) and "type" in attrs:
         kind = attrs["type"]
         kind = kind.strip().lower() if isinstance(kind, str) else ""
@@ -277,21 +386,38 @@ class PageMasker:
     Only ids that are fields or sit in a special region are held; an id not
     held is plain page content once a full snapshot was seen, and sensitive
     before. Input events and `value` changes on ids not held are always masked.
+    Regions made masked or editable after a snapshot (an attribute change) make
+    every later lookup, held ids included, judged as inside such a region.
+    A batch whose `seq` is not the next one expected for the page (a gap, or a
+    late one) is judged as if the page had not been seen for ids not held.
     """
 
-    __slots__ = ("_counts", "_ids", "_unknown", "rules")
+    __slots__ = ("_counts", "_gap", "_ids", "_next_seq", "_unknown", "rules")
 
     def __init__(self, rules: MaskRules) -> None:
         self.rules = rules
         self._ids: dict[int, int] = {}
         # The context of an id not held: sensitive until a snapshot describes the page.
         self._unknown = _UNSEEN
+        # _UNSEEN while masking a batch that does not follow the last one seen.
+        self._gap = 0
+        self._next_seq: int | None = None
         self._counts: Counter[str] = Counter()
 
     def mask(self, batch: Batch) -> Counter[str]:
         """Mask `batch` in place; return how many values were masked, by kind."""
         counts: Counter[str] = Counter()
         self._counts = counts
+        expected = self._next_seq
+        self._gap = _UNSEEN if expected is not None and batch.seq != expected else 0
+        self._next_seq = batch.seq + 1 if expected is None else max(expected, batch.seq + 1)
+        try:
+            self._mask(batch)
+        finally:
+            self._gap = 0
+        return counts
+
+    def _mask(self, batch: Batch) -> None:
         batch.url = self._url(batch.url)
         for event in batch.events:
             if isinstance(event, IncrementalSnapshotEvent):
@@ -300,17 +426,61 @@ class PageMasker:
                     self._mutation(data)
                 elif isinstance(data, InputData):
                     self._input(data)
+                else:
+                    self._style_event(data)
             elif isinstance(event, FullSnapshotEvent):
                 # New ids follow; only the password memory is worth keeping.
                 self._ids = {i: _PASSWORD for i, flags in self._ids.items() if flags & _PASSWORD}
                 self._unknown = 0
+                self._gap = 0
                 self._walk(event.data.node, 0)
             elif isinstance(event, MetaEvent):
                 event.data.href = self._url(event.data.href)
-            elif isinstance(event, CustomEvent) and event.data.tag != "identify":
-                # "identify" names the visitor on the site owner's purpose.
-                event.data.payload = self._payload(event.data.payload, self._text)
-        return counts
+            elif isinstance(event, CustomEvent):
+                if event.data.tag == "identify":
+                    event.data.payload = self._identify(event.data.payload)
+                else:
+                    event.data.payload = self._payload(event.data.payload, self._text)
+
+    def _style_event(self, data: object) -> None:
+        """CSS, fonts and custom element names sent outside the DOM tree."""
+        if isinstance(data, StyleSheetRuleData):
+            for rule in data.adds or ():
+                rule.rule = self._css(rule.rule)
+            if data.replace is not None:
+                data.replace = self._css(data.replace)
+            if data.replaceSync is not None:
+                data.replaceSync = self._css(data.replaceSync)
+        elif isinstance(data, StyleDeclarationData):
+            if data.set is not None and data.set.value is not None:
+                data.set.value = self._css(data.set.value)
+        elif isinstance(data, AdoptedStyleSheetData):
+            for style in data.styles or ():
+                for rule in style.rules:
+                    rule.rule = self._css(rule.rule)
+        elif isinstance(data, FontData):
+            data.family = self._text(data.family)
+            source = data.fontSource
+            data.fontSource = self._url(source) if _URL_LIKE.match(source) else self._css(source)
+            if data.descriptors:
+                data.descriptors = {key: self._text(v) for key, v in data.descriptors.items()}
+        elif isinstance(data, CustomElementData) and data.define is not None:
+            data.define.name = self._text(data.define.name)
+
+    def _identify(self, payload: Any) -> dict[str, str]:
+        """The visitor's id, name and email, as the site owner asked; nothing else."""
+        kept: dict[str, str] = {}
+        if isinstance(payload, dict):
+            for key in _IDENTIFY_KEYS:
+                value = payload.get(key)
+                if isinstance(value, str) and len(value) <= _IDENTIFY_MAX:
+                    kept[key] = self._cards(value)
+            dropped = len(payload) - len(kept)
+        else:
+            dropped = payload is not None
+        if dropped:
+            self._counts["masked"] += dropped
+        return kept
 
     # ------------------------------------------------------------ state
 
@@ -319,6 +489,14 @@ class PageMasker:
             self._unknown |= _UNSEEN  # what we cannot hold we cannot judge
             return
         self._ids[node_id] = flags
+
+    def _context_of(self, node_id: int) -> int:
+        """The context of `node_id`'s children (or of a text node's own text)."""
+        held = self._ids.get(node_id)
+        if held is None:
+            return self._unknown | self._gap
+        # Regions switched on later cover held ids too: they are not held by region.
+        return _child_context(held) | self._unknown
 
     def _value_kind(self, flags: int) -> str | None:
         """Why a form value must be masked, or None for the text rules."""
@@ -364,9 +542,13 @@ class PageMasker:
         flags |= _TAG_FLAGS.get(node.tagName.lower(), 0)
         attrs = node.attributes
         if attrs:
-            flags = _marks(flags, attrs)
+            lowered = _lowered(attrs)
+            if "value" in lowered and not flags & (_FIELD | _VALUE_EL):
+                # A custom element's value (<my-input value=...>) is typed like an input's.
+                flags |= _FIELD | _INPUT_EL
+            flags = _marks(flags, lowered)
         if flags & _BLOCKED or node.needBlock:
-            kept = {key: value for key, value in attrs.items() if key in _BLOCK_KEEP}
+            kept = {key: value for key, value in attrs.items() if key.lower() in _BLOCK_KEEP}
             self._attributes(kept, 0)
             node.attributes = kept
             self._block_all(node.childNodes)
@@ -392,9 +574,11 @@ class PageMasker:
     def _text_node(self, text: str, context: int) -> str:
         if not text or text.isspace():
             return text
-        if context & _CODE:
-            return self._cards(text)
-        if context & _BLOCKED:
+        if context & _SCRIPT:
+            kind = "masked"  # rrweb sends a placeholder: anything else is not for us
+        elif context & _CODE:
+            return self._css(text)
+        elif context & _BLOCKED:
             kind = "blocked"
         elif context & _SECRET:
             kind = "masked"
@@ -404,6 +588,8 @@ class PageMasker:
             kind = "input"
         else:
             return self._text(text)
+        if text == MASK:
+            return text
         self._counts[kind] += 1
         return MASK
 
@@ -411,6 +597,8 @@ class PageMasker:
 
     def _attributes(self, attrs: dict[str, Any], flags: int) -> None:
         dropped: list[str] = []
+        # A secret field keeps only what describes it, not what may hold its value.
+        strict = bool(flags & _SECRET_FIELD or (flags & _SECRET and flags & _FIELD))
         for key, value in attrs.items():
             name = key.lower()
             if name in _STATE_ATTRS:
@@ -423,6 +611,11 @@ class PageMasker:
                 continue
             if value is None or isinstance(value, bool):
                 continue
+            if strict and name not in _SECRET_KEEP and not name.startswith("rr_"):
+                if value != "" and value != MASK:
+                    self._counts[self._value_kind(flags) or "masked"] += 1
+                    attrs[key] = MASK
+                continue
             masked = self._attribute(name, value, flags)
             if masked is not value:
                 attrs[key] = masked
@@ -432,21 +625,24 @@ class PageMasker:
     def _attribute(self, name: str, value: Any, flags: int) -> Any:
         if isinstance(value, str):
             text = value
-            generic = name not in _SPECIAL_ATTRS and not name.startswith("data-")
+            generic = name not in _SPECIAL_ATTRS and not name.startswith(_TEXT_PREFIXES)
             if generic and not _GENERIC_SUSPECT.search(text):
                 return value  # the common case: class, id, role...
         elif isinstance(value, int | float):
             text = _number_text(value)
         elif name == "style":  # a mutation's object of property changes
-            return self._payload(value, self._cards)
+            return self._payload(value, self._css)
         else:  # no other attribute has this shape: nothing unmodelled is stored
             self._counts["masked"] += 1
             return MASK
-        if name == "value" and flags & (_FIELD | _UNKNOWN_EL):
+        if name == "value" and not flags & _VALUE_EL:
+            # Any element's value, custom elements' too, but a button's label.
             if not text:
                 return value
             kind = self._value_kind(flags)
             if kind:
+                if text == MASK:
+                    return value
                 self._counts[kind] += 1
                 return MASK
             masked = self._text(text)
@@ -455,15 +651,17 @@ class PageMasker:
         elif name == "srcset":
             masked = "".join(self._url(part) for part in _SRCSET_PARTS.split(text))
         elif name in _CSS_ATTRS:
-            masked = self._cards(text)
-        elif name in _TEXT_ATTRS or name.startswith("data-"):
+            masked = self._css(text)
+        elif name in _TEXT_ATTRS or name.startswith(_TEXT_PREFIXES):
             if flags & (_SECRET | _BLOCKED | _UNSEEN) and text.strip():
+                if text == MASK:
+                    return value
                 self._counts["masked"] += 1
                 return MASK
             masked = self._url(text) if _URL_LIKE.match(text) else self._text(text)
         elif _ABSOLUTE_URL.match(text):
             masked = self._url(text)
-        else:  # class, id, aria-*, ...: numbers there are layout, not data
+        else:  # class, id, role...: numbers there are layout, not data
             masked = self._text(text, numbers=False)
         return value if masked == text else masked
 
@@ -479,23 +677,42 @@ class PageMasker:
             data.texts = [change for change in data.texts if self._text_change(change)]
 
     def _adds(self, adds: list[Addition]) -> list[Addition]:
-        # rrweb lists parents before children; judge others in that order all the same.
-        waiting = {add.node.id for add in adds} if len(adds) > 1 else set()
-        dropped: set[int] = set()
-        todo = adds
-        while todo:
-            later = []
-            for add in todo:
-                if add.parentId in waiting and add.parentId != add.node.id:
-                    later.append(add)
+        """Judge adds parents first, whatever order they come in: O(nodes)."""
+        count = len(adds)
+        if count == 1:
+            return adds if self._add(adds[0]) else []
+        # Which add carries each id, nested nodes included.
+        owner: dict[int, int] = {}
+        for index, add in enumerate(adds):
+            stack: list[SerializedNode] = [add.node]
+            while stack:
+                node = stack.pop()
+                owner.setdefault(node.id, index)
+                if isinstance(node, ElementNode | DocumentNode):
+                    stack.extend(node.childNodes)
+        after: dict[int, list[int]] = {}
+        roots: list[int] = []
+        for index, add in enumerate(adds):
+            parent = owner.get(add.parentId)
+            if parent is None or parent == index:
+                roots.append(index)
+            else:
+                after.setdefault(parent, []).append(index)
+        done = [False] * count
+        kept = [True] * count
+        # Then any left over: a cycle, judged as it stands.
+        for start in (*roots, *range(count)):
+            if done[start]:
+                continue
+            todo = [start]
+            while todo:
+                index = todo.pop()
+                if done[index]:
                     continue
-                if not self._add(add):
-                    dropped.add(id(add))
-                waiting.discard(add.node.id)
-            if len(later) == len(todo):  # a cycle: judge them as they stand
-                waiting.clear()
-            todo = later
-        return [add for add in adds if id(add) not in dropped] if dropped else adds
+                done[index] = True
+                kept[index] = self._add(adds[index])
+                todo.extend(reversed(after.get(index, ())))
+        return adds if all(kept) else [add for add, keep in zip(adds, kept, strict=True) if keep]
 
     def _add(self, add: Addition) -> bool:
         parent = self._ids.get(add.parentId)
@@ -503,13 +720,13 @@ class PageMasker:
             self._block_all([add.node])
             self._counts["blocked"] += 1
             return False
-        self._walk(add.node, self._unknown if parent is None else _child_context(parent))
+        self._walk(add.node, self._context_of(add.parentId))
         return True
 
     def _attribute_change(self, change: AttributeChange) -> None:
         held = self._ids.get(change.id)
-        before = self._unknown | _UNKNOWN_EL if held is None else held
-        flags = _marks(before, change.attributes)
+        before = self._unknown | self._gap | _UNKNOWN_EL if held is None else held
+        flags = _marks(before, _lowered(change.attributes))
         if flags != before:
             self._remember(change.id, flags)
             # Its existing descendants are not held: judge every id not held alike.
@@ -518,15 +735,14 @@ class PageMasker:
             if flags & ~before & _EDIT:
                 self._unknown |= _EDIT
         if flags & _BLOCKED:
-            for key in [key for key in change.attributes if key not in _BLOCK_KEEP]:
+            for key in [key for key in change.attributes if key.lower() not in _BLOCK_KEEP]:
                 del change.attributes[key]
                 self._counts["blocked"] += 1
-        self._attributes(change.attributes, flags)
+        self._attributes(change.attributes, flags | self._unknown)
 
     def _text_change(self, change: TextChange) -> bool:
         """Mask a text change; False when it must be dropped."""
-        held = self._ids.get(change.id)
-        context = self._unknown if held is None else _child_context(held)
+        context = self._context_of(change.id)
         if context & _BLOCKED:
             self._counts["blocked"] += 1
             return False
@@ -536,7 +752,7 @@ class PageMasker:
 
     def _input(self, data: InputData) -> None:
         held = self._ids.get(data.id)
-        kind = self._value_kind(_UNKNOWN_EL if held is None else held)
+        kind = self._value_kind(_UNKNOWN_EL if held is None else held | self._unknown)
         if kind:
             if data.text:
                 data.text = MASK
@@ -549,16 +765,47 @@ class PageMasker:
 
     def _text(self, text: str, numbers: bool = True) -> str:
         """Emails and numbers as the site says; card numbers always."""
-        if self.rules.emails and ("@" in text or "%40" in text):
-            text, count = _EMAIL.subn(MASK, text)
-            if count:
-                self._counts["email"] += count
+        if self.rules.emails and _AT.search(text):
+            text = self._emails(text)
         if numbers and self.rules.numbers:  # a card number is a run of digits too
             text, count = _NUMBER.subn(MASK, text)
             if count:
                 self._counts["number"] += count
             return text
         return self._cards(text)
+
+    def _emails(self, text: str) -> str:
+        """Each address, found from its at-sign within bounded windows: linear time."""
+        spans: list[tuple[int, int]] = []
+        reverse = ""
+        end = 0  # where the last address ended
+        for at in _AT.finditer(text):
+            start = at.start()
+            if start < end:
+                continue
+            domain = _DOMAIN.match(text, at.end())
+            if domain is None:
+                continue
+            if not reverse:
+                reverse = text[::-1]
+            local = _LOCAL_PART.match(reverse, len(text) - start)
+            if local is None:
+                continue
+            begin = max(start - len(local.group()), end)
+            if begin == start:
+                continue
+            spans.append((begin, domain.end()))
+            end = domain.end()
+        if not spans:
+            return text
+        self._counts["email"] += len(spans)
+        parts: list[str] = []
+        last = 0
+        for begin, stop in spans:
+            parts += (text[last:begin], MASK)
+            last = stop
+        parts.append(text[last:])
+        return "".join(parts)
 
     def _cards(self, text: str) -> str:
         if not _CARD_RUN.search(text):
@@ -594,19 +841,97 @@ class PageMasker:
                         item[key] = masked
         return value
 
+    # ------------------------------------------------------------ CSS
+
+    def _css(self, css: str) -> str:
+        """CSS text: every url() by the URL rules, strings by the text rules, the
+        rest (sizes, colours, comments) only for card numbers. One linear scan."""
+        found = _CSS_START.search(css)
+        if found is None:
+            return self._cards(css)
+        parts: list[str] = []
+        plain = 0  # where the text not yet judged starts
+        while found is not None:
+            start, token = found.start(), found.group()
+            parts.append(self._cards(css[plain:start]))
+            if token == "/*":
+                close = css.find("*/", found.end())
+                stop = len(css) if close < 0 else close + 2
+                parts.append(self._cards(css[start:stop]))
+            elif token in ('"', "'"):
+                stop = self._css_string(css, start, parts, url=False)
+            else:
+                stop = self._css_url(css, found.end(), parts)
+            plain = stop
+            found = _CSS_START.search(css, stop)
+        parts.append(self._cards(css[plain:]))
+        return "".join(parts)
+
+    def _css_string(self, css: str, start: int, parts: list[str], url: bool) -> int:
+        """Judge the string opening at `start`; append it to `parts`; return its end."""
+        quote_char = css[start]
+        stops = _CSS_STRING_STOP[quote_char]
+        position = start + 1
+        while True:
+            stop = stops.search(css, position)
+            if stop is None:
+                end = close = len(css)
+                break
+            if stop.group() == "\\":
+                position = stop.end() + 1
+                continue
+            end = stop.start()
+            close = end + 1 if stop.group() == quote_char else end
+            break
+        raw = css[start + 1 : end]
+        plain = _CSS_ESCAPE.sub(_css_unescape, raw) if "\\" in raw else raw
+        use_url = url or _ABSOLUTE_URL.match(plain)
+        masked = self._url(plain) if use_url else self._text(plain)
+        body = raw if masked == plain else _css_escape(masked, quote_char)
+        parts.append(quote_char + body + css[end:close])
+        return close
+
+    def _css_url(self, css: str, position: int, parts: list[str]) -> int:
+        """Judge a url( ... ) whose text starts at `position`; return its end."""
+        parts.append(css[position - 4 : position])
+        while position < len(css) and css[position] in " \t\n\r\f":
+            parts.append(css[position])
+            position += 1
+        if position < len(css) and css[position] in "\"'":
+            position = self._css_string(css, position, parts, url=True)
+            close = css.find(")", position)
+            stop = len(css) if close < 0 else close + 1
+            parts.append(self._cards(css[position:stop]))
+            return stop
+        close = css.find(")", position)
+        stop = len(css) if close < 0 else close
+        inner = css[position:stop]
+        address = inner.strip()
+        masked = self._url(address) if address else address
+        parts.append(inner if masked == address else inner.replace(address, masked, 1))
+        return stop
+
     # ------------------------------------------------------------ URLs
 
     def _url(self, url: str) -> str:
-        if not _URL_SUSPECT.search(url):
+        scheme_match = _SCHEME.match(url)
+        scheme = scheme_match.group(1).lower() if scheme_match else ""
+        if scheme in _WEB_SCHEMES and not _URL_SUSPECT.search(url):
             return url
+        if scheme == "javascript":  # script, not an address: nothing to keep
+            masked = "javascript:" + _MASK_URL
+            if url != masked:
+                self._counts["url"] += 1
+            return masked
+        if scheme == "data":
+            return self._data_url(url)
+        if scheme == "blob":  # an origin and a random id
+            return self._cards(url)
         try:
             parts = urlsplit(url)
         except ValueError:  # an unbalanced IPv6 bracket: nothing to keep it for
             self._counts["url"] += 1
             return _MASK_URL
-        scheme = parts.scheme.lower()
-        if scheme in _CONTENT_SCHEMES:  # content, not an address
-            return self._cards(url)
         netloc = parts.netloc
         if "@" in netloc:  # user:password@
             netloc = _MASK_URL + "@" + netloc.rpartition("@")[2]
@@ -633,33 +958,71 @@ class PageMasker:
         self._counts["url"] += 1
         return urlunsplit((parts.scheme, netloc, path, query, fragment))
 
+    def _data_url(self, url: str) -> str:
+        """Media kept (cards aside); other inline documents by the text rules."""
+        header, comma, body = url.partition(",")
+        if not comma:
+            return self._cards(url)
+        media = _MEDIA_DATA.match(header, header.index(":") + 1)
+        if ";base64" in header.lower():
+            if media:
+                return self._cards(url)
+            masked = _MASK_URL  # text we cannot read here
+        else:
+            plain = unquote(body)
+            # Coordinates in an SVG are numbers too, but not personal ones.
+            masked_plain = self._text(plain, numbers=media is None)
+            masked = body if masked_plain == plain else quote(masked_plain, safe="")
+        if masked == body:
+            return url
+        self._counts["url"] += 1
+        return header + comma + masked
+
     def _segments(self, path: str, numbers: bool) -> str:
         segments = path.split("/")
         for index, segment in enumerate(segments):
             if segment:
                 plain = unquote(segment)
                 masked = self._text(plain, numbers)
+                if _TOKEN_RUN.search(masked):
+                    masked = _TOKEN_RUN.sub(
+                        lambda run: MASK if _token_like(run.group()) else run.group(), masked
+                    )
                 if masked != plain:
                     segments[index] = quote(masked, safe="")
         return "/".join(segments)
 
     def _query(self, query: str) -> str:
+        """Every value masked but a few harmless parameters' harmless values."""
         if not query:
             return query
         pairs = query.split("&")
         for index, pair in enumerate(pairs):
             name, equals, value = pair.partition("=")
-            if not equals:
-                value, name = name, ""
-            if value and equals and _TOKEN_PARAM.fullmatch(unquote_plus(name).strip()):
-                pairs[index] = name + "=" + _MASK_URL
+            if not equals:  # a bare word is a flag; anything else may be a value
+                plain = unquote_plus(name)
+                if plain and not (_BARE_WORD.fullmatch(plain) and not _has_token(plain)):
+                    pairs[index] = _MASK_URL
                 continue
-            plain = unquote_plus(value)
-            masked = self._text(plain)
-            if masked != plain:
-                value = quote(masked, safe="")
-                pairs[index] = name + "=" + value if equals else value
+            key = unquote_plus(name).strip().lower()
+            if not _PARAM_NAME.fullmatch(key) or _has_token(key):
+                name = _MASK_URL  # a name that holds data itself
+            if value and value != _MASK_URL and not self._harmless(key, unquote_plus(value)):
+                value = _MASK_URL
+            pairs[index] = name + "=" + value
         return "&".join(pairs)
+
+    @staticmethod
+    def _harmless(name: str, value: str) -> bool:
+        if not (name.startswith("utm_") or name in _SAFE_PARAMS):
+            return False
+        return (
+            len(value) <= _SAFE_VALUE_MAX
+            and not _AT.search(value)
+            and not _NUMBER.search(value)
+            and not _CARD_RUN.search(value)
+            and not _has_token(value)
+        )
 
 
 class MaskerCache:
