@@ -1027,25 +1027,54 @@ class PageMasker:
 
 class MaskerCache:
     """A bounded LRU of PageMasker by (site, session, page); a page evicted or
-    never seen starts with empty state (and so judges ids it never saw as sensitive)."""
+    never seen starts with empty state (and so judges ids it never saw as sensitive).
 
-    def __init__(self, capacity: int = 50_000) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
+    Bounded twice: by pages, and by node ids held across all pages, since page
+    ids are the client's choice and one page can hold up to _MAX_IDS ids.
+    """
+
+    def __init__(self, capacity: int = 50_000, max_ids: int = 1_000_000) -> None:
+        if capacity < 1 or max_ids < 1:
+            raise ValueError("capacity and max_ids must be at least 1")
         self.capacity = capacity
+        self.max_ids = max_ids
         self._pages: OrderedDict[tuple[str, str, str], PageMasker] = OrderedDict()
+        # Ids each page held when last accounted, and their sum.
+        self._sizes: dict[tuple[str, str, str], int] = {}
+        self._total = 0
+        self._last: tuple[str, str, str] | None = None
 
     def __len__(self) -> int:
         return len(self._pages)
 
+    @property
+    def held_ids(self) -> int:
+        self._account()
+        return self._total
+
     def get(self, site: str, session: str, page: str, rules: MaskRules) -> PageMasker:
+        # The page handed out last has masked a batch since: count what it holds now.
+        self._account()
         key = (site, session, page)
         masker = self._pages.get(key)
         if masker is None:
             masker = self._pages[key] = PageMasker(rules)
-            if len(self._pages) > self.capacity:
-                self._pages.popitem(last=False)
+            self._sizes[key] = 0
         else:
             self._pages.move_to_end(key)
             masker.rules = rules  # a reloaded config applies at once
+        while len(self._pages) > 1 and (
+            len(self._pages) > self.capacity or self._total > self.max_ids
+        ):
+            oldest, _ = self._pages.popitem(last=False)
+            self._total -= self._sizes.pop(oldest)
+        self._last = key
         return masker
+
+    def _account(self) -> None:
+        key = self._last
+        if key is None or key not in self._pages:
+            return
+        size = len(self._pages[key]._ids)
+        self._total += size - self._sizes[key]
+        self._sizes[key] = size

@@ -1144,3 +1144,19 @@ def test_email_scan_of_hostile_text_completes() -> None:
     assert PageMasker(ALL)._text(hostile) == hostile.replace("%40", "%" + MASK)
     ordinary = "mail ann@example.com now"
     assert "ann@example.com" not in PageMasker(ALL)._text(ordinary)
+
+
+def test_cache_is_bounded_by_ids_held_across_pages() -> None:
+    def form_page() -> Batch:
+        fields = [el(100 + i, "input", {"value": "x"}) for i in range(20)]
+        return batch([snap(children={6: fields})])
+
+    alone = PageMasker(ALL)
+    alone.mask(form_page())
+    per_page = len(alone._ids)
+    cache = MaskerCache(capacity=1000, max_ids=3 * per_page)
+    for page in range(10):
+        cache.get("site", "s", f"p{page}", ALL).mask(form_page())
+    # Accounted one batch late at most: the budget plus one page.
+    assert cache.held_ids <= 4 * per_page
+    assert len(cache) <= 4
