@@ -199,3 +199,41 @@ async def test_spa_route_into_excluded_path_pauses_and_resumes(
     assert any(href.endswith("/app/profile") for href in hrefs), hrefs
     assert not any(href.endswith("/app/settings") for href in hrefs), hrefs
     await context.close()
+
+
+async def test_page_api_identify_exclude_stop(browser: Browser, make_shop: ShopFactory) -> None:
+    shop = await make_shop()
+    context = await new_context(browser)
+    page = await context.new_page()
+    # identify: attached to the recording as the site owner asked (id, name, email only).
+    await page.goto(shop.url + "/")
+    await page.evaluate(
+        """() => window.__rec("identify", {id: "cust-42", name: "Jane", email: "jane@shop.test",
+                                            card: "4111 1111 1111 1111"})"""
+    )
+    await page.mouse.move(100, 100)
+    await page.mouse.click(10, 10)
+    await leave(page)
+    await shop.wait_for_batches(1)
+    await asyncio.sleep(1)
+    stored = shop.passed_on()
+    assert b'"tag":"identify"' in stored and b'"id":"cust-42"' in stored
+    assert b"4111" not in stored  # only id, name and email are kept
+    count = len(shop.gateway.sink.items)
+    # exclude: this page view is never recorded.
+    await page.goto(shop.url + "/signup")
+    await page.evaluate('() => window.__rec("exclude")')
+    await fill_signup(page)
+    await leave(page)
+    # stop: nothing more is sent from this page.
+    await page.goto(shop.url + "/checkout")
+    await page.evaluate('() => window.__rec("stop")')
+    await page.mouse.move(100, 100)
+    await page.click("input[name=email]")
+    await page.keyboard.type(EMAIL)
+    state = await recorder_state(page)
+    assert state["started"] is False
+    await leave(page)
+    await asyncio.sleep(2)
+    assert len(shop.gateway.sink.items) == count
+    await context.close()
