@@ -21,7 +21,8 @@ from gateway.edge.recorder_asset import RecorderAsset, load_recorder_asset
 from gateway.edge.server import EdgeServer
 from gateway.edge.sites import Site, build_site
 from gateway.metrics import Metrics
-from gateway.pipeline.sink import MemoryQueueSink
+from gateway.pipeline.spool import FsyncPolicy, Spool
+from gateway.pipeline.spool_sink import SpoolSink
 
 # More header lines than this is an attack, not a browser (431 as well).
 _PARSER_MAX_HEADERS = 128
@@ -45,7 +46,7 @@ class Gateway:
             build_site(s, prefix=config.server.prefix, recorder_digest=self.recorder.digest)
             for s in config.sites
         ]
-        self.sink = MemoryQueueSink(config.collect.queue_batches)
+        self.sink: SpoolSink | None = None
         self.quota: SqliteQuotaStore | None = None
         self.proxy: Proxy | None = None
         self._runners: list[web.BaseRunner] = []
@@ -56,6 +57,19 @@ class Gateway:
         data_dir = Path(self.config.server.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.quota = await SqliteQuotaStore.open(data_dir / "quota.sqlite3")
+        spool = self.config.spool
+        opened = await Spool.open(
+            data_dir / "spool",
+            max_bytes=spool.max_bytes,
+            segment_bytes=spool.segment_bytes,
+            fsync=FsyncPolicy(spool.fsync),
+            group_ms=spool.group_ms,
+            metrics_hook=lambda kind, size: self.metrics.spool_damage.labels(kind=kind).inc(size),
+        )
+        self.sink = SpoolSink(opened)
+        # Read at scrape time: always the spool's own numbers.
+        self.metrics.spool_batches.set_function(lambda: opened.depth_records)
+        self.metrics.spool_bytes.set_function(lambda: opened.depth_bytes)
         collect = CollectEndpoint(
             self.config.collect,
             metrics=self.metrics,
@@ -130,6 +144,8 @@ class Gateway:
             await self.proxy.close()
         if self.quota is not None:
             await self.quota.close()
+        if self.sink is not None:
+            await self.sink.spool.close()
 
 
 async def serve_forever(gateway: Gateway, announce: bool = True) -> None:

@@ -80,8 +80,16 @@ class CollectConfig(_Table):
     # New recordings one client address (an IPv6 /64) may open: per hour and burst.
     new_sessions_per_hour: float = 120.0
     new_sessions_burst: int = 60
-    # Bounded in-memory hand-off to the pipeline (until the durable spool lands).
-    queue_batches: int = 10_000
+
+
+class SpoolConfig(_Table):
+    # Unconfirmed batches kept on disk (under data_dir/spool); beyond: 503 + Retry-After.
+    max_bytes: int = 1024 * 1024 * 1024
+    segment_bytes: int = 16 * 1024 * 1024
+    # "always": fsync each batch; "grouped": one fsync for the batches of group_ms;
+    # "never": leave it to the OS (a power cut may lose acknowledged batches).
+    fsync: Literal["always", "grouped", "never"] = "grouped"
+    group_ms: float = 5.0
 
 
 class UpstreamConfig(_Table):
@@ -155,6 +163,7 @@ class Config(_Table):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     proxy: ProxyConfig = msgspec.field(default_factory=ProxyConfig)
     collect: CollectConfig = msgspec.field(default_factory=CollectConfig)
+    spool: SpoolConfig = msgspec.field(default_factory=SpoolConfig)
     upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     sites: list[SiteConfig] = []
@@ -266,9 +275,16 @@ def validate(config: Config) -> None:
     for key in ("ip_rate", "session_rate", "new_sessions_per_hour"):
         if getattr(collect, key) <= 0:
             raise ConfigError(f"collect.{key}: must be positive")
-    for key in ("ip_burst", "session_burst", "new_sessions_burst", "queue_batches"):
+    for key in ("ip_burst", "session_burst", "new_sessions_burst"):
         if getattr(collect, key) < 1:
             raise ConfigError(f"collect.{key}: must be at least 1")
+    spool = config.spool
+    if spool.segment_bytes < 4096:
+        raise ConfigError("spool.segment_bytes: must be at least 4096")
+    if spool.max_bytes < spool.segment_bytes:
+        raise ConfigError("spool.max_bytes: must be at least spool.segment_bytes")
+    if not 0 < spool.group_ms <= 1000:
+        raise ConfigError("spool.group_ms: must be between 0 and 1000")
     if config.upstream.url != "local":
         _check_url(config.upstream.url, "upstream.url")
     if config.store.finalize_after <= 0:

@@ -121,3 +121,19 @@ class Metrics:
             ["site"],
             registry=r,
         )
+        self.spool_batches = Gauge(
+            "gateway_spool_batches",
+            "Batches in the spool not yet confirmed upstream.",
+            registry=r,
+        )
+        self.spool_bytes = Gauge(
+            "gateway_spool_bytes",
+            "Bytes in the spool not yet confirmed upstream.",
+            registry=r,
+        )
+        self.spool_damage = Counter(
+            "gateway_spool_damaged_bytes_total",
+            "Bytes cut or skipped when the spool was opened (torn_tail, corrupt_skipped, ...).",
+            ["kind"],
+            registry=r,
+        )

@@ -1,13 +1,11 @@
 """Where masked batches go: the one narrow interface between collect and pipeline.
 
 `put` returns once the batch is safe; only then does the browser get its 200.
-The durable spool (pipeline issue) implements the same interface; until it
-lands, a bounded in-memory queue stands in, and says so in its name.
+spool_sink.SpoolSink implements it on the durable spool.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Protocol
 
 import msgspec
@@ -27,16 +25,3 @@ class SinkFull(Exception):
 
 class BatchSink(Protocol):
     async def put(self, item: MaskedBatch) -> None: ...
-
-
-class MemoryQueueSink:
-    """Bounded FIFO in memory: NOT durable (lost on restart). Replaced by the spool."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self.items: deque[MaskedBatch] = deque()
-
-    async def put(self, item: MaskedBatch) -> None:
-        if len(self.items) >= self._capacity:
-            raise SinkFull(f"in-memory queue holds {self._capacity} batches")
-        self.items.append(item)

@@ -15,6 +15,7 @@ from playwright.async_api import Browser, BrowserContext, async_playwright
 from gateway.app import Gateway
 from gateway.config import parse_config
 from gateway.demo.origin import build_demo_origin
+from gateway.pipeline.sink import MaskedBatch
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -64,13 +65,18 @@ class Shop:
     gateway: Gateway
     url: str
 
-    def passed_on(self) -> bytes:
+    async def spooled(self) -> list[MaskedBatch]:
+        """What the gateway acknowledged to the browser: the batches in its spool."""
+        assert self.gateway.sink is not None
+        return await self.gateway.sink.pending()
+
+    async def passed_on(self) -> bytes:
         """Everything the gateway handed to the pipeline, as stored bytes."""
-        return b"\n".join(msgspec.json.encode(item) for item in self.gateway.sink.items)
+        return b"\n".join(msgspec.json.encode(item) for item in await self.spooled())
 
     async def wait_for_batches(self, count: int = 1, timeout: float = 15) -> None:
         for _ in range(int(timeout / 0.1)):
-            if len(self.gateway.sink.items) >= count:
+            if len(await self.spooled()) >= count:
                 return
             await asyncio.sleep(0.1)
         raise AssertionError(f"no batch reached the gateway within {timeout} s")

@@ -46,7 +46,7 @@ async def test_nothing_before_activity_then_masked_batches(
     await page.goto(shop.url + "/signup")
     await asyncio.sleep(QUIET_SECONDS)
     assert (await recorder_state(page))["started"] is False
-    assert len(shop.gateway.sink.items) == 0
+    assert len(await shop.spooled()) == 0
     await fill_signup(page)
     await page.goto(shop.url + "/checkout")
     await page.mouse.move(50, 60)
@@ -57,7 +57,7 @@ async def test_nothing_before_activity_then_masked_batches(
     await leave(page)
     await shop.wait_for_batches(2)
     await asyncio.sleep(1)  # let every beacon land
-    stored = shop.passed_on()
+    stored = await shop.passed_on()
     assert b"Demo Shop" in stored  # the pages really were recorded
     for secret in (EMAIL, PHONE, CARD, PASSWORD, CARD.replace(" ", ""), "DS-1042"):
         assert secret.encode() not in stored, secret
@@ -71,7 +71,7 @@ async def test_opt_in_waits_for_consent(browser: Browser, make_shop: ShopFactory
     await page.goto(shop.url + "/signup")
     await fill_signup(page)
     await asyncio.sleep(QUIET_SECONDS)
-    assert len(shop.gateway.sink.items) == 0
+    assert len(await shop.spooled()) == 0
     await page.evaluate('() => window.__rec("consent", true)')
     await page.mouse.move(300, 300)
     await page.click("input[name=name]")
@@ -105,7 +105,7 @@ async def test_gpc_header_and_navigator_flag_stop_recording(
     assert (await recorder_state(page))["started"] is False
     await leave(page)
     await asyncio.sleep(2)
-    assert len(shop.gateway.sink.items) == 0
+    assert len(await shop.spooled()) == 0
     await context.close()
 
 
@@ -124,7 +124,7 @@ async def test_excluded_and_other_recorder_pages_send_nothing(
         await page.mouse.click(120, 120)
     await leave(page)
     await asyncio.sleep(2)
-    assert len(shop.gateway.sink.items) == 0
+    assert len(await shop.spooled()) == 0
     await context.close()
 
 
@@ -187,12 +187,12 @@ async def test_spa_route_into_excluded_path_pauses_and_resumes(
     await leave(page)
     await shop.wait_for_batches(1)
     await asyncio.sleep(1)
-    stored = shop.passed_on()
+    stored = await shop.passed_on()
     assert b"/app/profile" in stored  # recording resumed after the excluded route
     assert b"Display name" not in stored  # nothing of the excluded view
     hrefs = [
         event.data.href
-        for item in shop.gateway.sink.items
+        for item in await shop.spooled()
         for event in item.batch.events
         if isinstance(event, MetaEvent)
     ]
@@ -216,10 +216,10 @@ async def test_page_api_identify_exclude_stop(browser: Browser, make_shop: ShopF
     await leave(page)
     await shop.wait_for_batches(1)
     await asyncio.sleep(1)
-    stored = shop.passed_on()
+    stored = await shop.passed_on()
     assert b'"tag":"identify"' in stored and b'"id":"cust-42"' in stored
     assert b"4111" not in stored  # only id, name and email are kept
-    count = len(shop.gateway.sink.items)
+    count = len(await shop.spooled())
     # exclude: this page view is never recorded.
     await page.goto(shop.url + "/signup")
     await page.evaluate('() => window.__rec("exclude")')
@@ -235,5 +235,5 @@ async def test_page_api_identify_exclude_stop(browser: Browser, make_shop: ShopF
     assert state["started"] is False
     await leave(page)
     await asyncio.sleep(2)
-    assert len(shop.gateway.sink.items) == count
+    assert len(await shop.spooled()) == count
     await context.close()

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.app import Gateway
 from gateway.config import Config, parse_config
+from gateway.pipeline.sink import MaskedBatch
 from tests.integration.origin_app import OriginState, build_origin
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130 Safari/537.36"
@@ -54,6 +55,7 @@ def site_config(
     extra_server: str = "",
     extra_proxy: str = "",
     extra_collect: str = "",
+    extra_spool: str = "",
     recording: str = "",
 ) -> Config:
     text = f"""
@@ -68,6 +70,9 @@ node_name = "gw-test"
 
 [collect]
 {extra_collect}
+
+[spool]
+{extra_spool}
 
 [[sites]]
 key = "shop"
@@ -96,6 +101,11 @@ class RunningGateway:
                 break
             await asyncio.sleep(0.02)
         return self.metric(name, **labels)
+
+    async def spooled(self) -> list[MaskedBatch]:
+        """What the gateway acknowledged: the batches in its spool."""
+        assert self.gateway.sink is not None
+        return await self.gateway.sink.pending()
 
     def metric(self, name: str, **labels: str) -> float:
         value = self.gateway.metrics.registry.get_sample_value(name, labels)

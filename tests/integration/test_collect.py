@@ -40,8 +40,8 @@ async def post(
         return response.status, await response.json(), response.headers
 
 
-def stored(gw: RunningGateway) -> list[bytes]:
-    return [msgspec.json.encode(item) for item in gw.gateway.sink.items]
+async def stored(gw: RunningGateway) -> list[bytes]:
+    return [msgspec.json.encode(item) for item in await gw.spooled()]
 
 
 async def test_first_batch_is_stored_masked(
@@ -49,7 +49,7 @@ async def test_first_batch_is_stored_masked(
 ) -> None:
     status, answer, _ = await post(client, gw, b.first_batch())
     assert (status, answer) == (200, {"record": True})
-    [item] = stored(gw)
+    [item] = await stored(gw)
     for secret in (b.EMAIL, b.CARD, b.PHONE, b.PASSWORD, b.CARD.replace(" ", "")):
         assert secret.encode() not in item, secret
     assert b"Sign up" in item  # a submit button's label is not personal data
@@ -68,7 +68,7 @@ async def test_gzip_body_accepted(gw: RunningGateway, client: aiohttp.ClientSess
         client, gw, gzip.compress(b.encoded(b.first_batch(seq=1))), X_Rec_Encoding="gzip"
     )
     assert (status, answer) == (200, {"record": True})
-    assert len(stored(gw)) == 2
+    assert len(await stored(gw)) == 2
 
 
 async def test_no_activity_is_never_recorded(
@@ -77,7 +77,7 @@ async def test_no_activity_is_never_recorded(
     quiet = b.batch([b.meta(), b.signup_snapshot()])
     status, answer, _ = await post(client, gw, quiet)
     assert (status, answer) == (200, {"record": False, "reason": "no_activity"})
-    assert stored(gw) == []
+    assert await stored(gw) == []
     assert gw.metric("gateway_quota_used", site="shop") == 0
     # Once started, a batch without activity (a mutation, say) belongs to the recording.
     await post(client, gw, b.first_batch())
@@ -91,7 +91,7 @@ async def test_repeated_seq_is_not_stored_twice(
     for _ in range(3):
         status, answer, _ = await post(client, gw, b.first_batch())
         assert (status, answer) == (200, {"record": True})
-    assert len(stored(gw)) == 1
+    assert len(await stored(gw)) == 1
     assert gw.metric("gateway_collect_batches_total", site="shop", outcome="duplicate") == 2
 
 
@@ -101,7 +101,7 @@ async def test_lone_surrogates_become_replacement_characters(
     raw = b.encoded(b.first_batch()).replace(b"Welcome to", b"Welcome \\ud83d to")
     status, answer, _ = await post(client, gw, raw)
     assert (status, answer) == (200, {"record": True})
-    assert "Welcome \ufffd to".encode() in stored(gw)[0]
+    assert "Welcome \ufffd to".encode() in (await stored(gw))[0]
 
 
 @pytest.mark.parametrize(
@@ -128,7 +128,7 @@ async def test_malformed_batches_are_400_naming_the_field(
     assert status == 400
     assert answer["error"] == "bad_batch"
     assert answer["detail"].startswith(field), answer
-    assert stored(gw) == []
+    assert await stored(gw) == []
 
 
 async def test_bad_inputs_each_get_their_status(
@@ -154,7 +154,7 @@ async def test_bad_inputs_each_get_their_status(
     assert (status, answer["error"]) == (415, "unsupported_encoding")
     status, answer, _ = await post(client, gw, b"{not json")
     assert (status, answer["error"]) == (400, "bad_batch")
-    assert stored(gw) == []
+    assert await stored(gw) == []
 
 
 async def test_foreign_origin_is_403(gw: RunningGateway, client: aiohttp.ClientSession) -> None:
@@ -236,7 +236,7 @@ async def test_every_policy_reason(
     ) as response:
         assert response.status == 200
         assert await response.json() == {"record": False, "reason": reason}
-    assert stored(gw) == []
+    assert await stored(gw) == []
     assert gw.metric("gateway_collect_refusals_total", site="shop", reason=reason) == 1
 
 
@@ -290,16 +290,23 @@ async def test_quota_stops_new_recordings_and_survives_restart(
         await gateway.stop()
 
 
-async def test_sink_full_is_503_with_retry_after(
+async def test_spool_full_is_503_with_retry_after(
     make_gateway: GatewayFactory, client: aiohttp.ClientSession
 ) -> None:
-    gw = await make_gateway(extra_collect="queue_batches = 1")
+    gw = await make_gateway(extra_spool="max_bytes = 65536\nsegment_bytes = 16384")
+    spool = gw.gateway.sink.spool if gw.gateway.sink else None
+    assert spool is not None
+    # Fill the spool to its bound: less room left than any batch needs.
+    config = gw.gateway.config.spool
     assert (await post(client, gw, b.first_batch()))[0] == 200
+    while spool.depth_bytes + 600 <= config.max_bytes:
+        await spool.append(b"x" * 512)
     status, answer, headers = await post(client, gw, b.first_batch(seq=1))
     assert (status, answer["error"]) == (503, "busy")
     assert headers["Retry-After"] == "5"
-    # Not marked as seen: the retry is stored once there is room.
-    gw.gateway.sink.items.clear()
+    # Not marked as seen: once upstream confirms the backlog, the retry is stored.
+    records = await spool.read(max_records=100_000, max_bytes=1 << 30)
+    await spool.ack(records[-1].position)
     assert (await post(client, gw, b.first_batch(seq=1)))[1] == {"record": True}
 
 
@@ -414,5 +421,27 @@ async def test_font_and_custom_element_events_are_not_stored(
         {"type": 3, "timestamp": 6, "data": {"source": 16, "define": {"name": "secret-el"}}},
     ]
     assert (await post(client, gw, body))[1] == {"record": True}
-    [item] = stored(gw)
+    [item] = await stored(gw)
     assert b'"source":10' not in item and b'"source":16' not in item
+
+
+async def test_acknowledged_batch_survives_a_restart(
+    origin: Origin, client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    config = site_config(origin.url)
+    config.server.data_dir = str(tmp_path)
+    gateway = Gateway(config)
+    listening = await gateway.start()
+    gw = RunningGateway(gateway, f"http://127.0.0.1:{listening.edge[1]}", "", listening.edge[1])
+    assert (await post(client, gw, b.first_batch()))[1] == {"record": True}
+    await gateway.stop()
+    again = Gateway(config)
+    await again.start()
+    try:
+        assert again.sink is not None
+        [item] = await again.sink.pending()
+        assert item.batch.session == "sess-1"
+        assert item.site == "shop"
+        assert b.EMAIL.encode() not in msgspec.json.encode(item)
+    finally:
+        await again.stop()
