@@ -245,11 +245,7 @@ class Proxy:
                 origin.close()
 
     def _answer(self, request: web.BaseRequest, site: Site, response: web.Response) -> web.Response:
-        self._metrics.proxied_requests.labels(
-            site=site.key,
-            method=method_label(request.method),
-            status_class=status_class(response.status),
-        ).inc()
+        self._count(request, site, response.status)
         return response
 
     def _origin_failure(self, site: Site, exc: BaseException) -> web.Response:

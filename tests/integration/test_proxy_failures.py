@@ -96,7 +96,18 @@ async def test_connect_is_refused(gw: RunningGateway, origin: Origin) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/__rec/anything", "/%5F%5Frec/anything", "/a/../__rec/x", "//__rec/x", "/__REC/x"]
+    "path",
+    [
+        "/__rec/anything",
+        "/%5F%5Frec/anything",
+        "/a/../__rec/x",
+        "//__rec/x",
+        "/__REC/x",
+        # Java servers drop ;parameters from segments: these would reach /__rec/.
+        "/__rec;x/v1/batch",
+        "/__rec;/recorder.js",
+        "/x/..;/__rec/v1/batch",
+    ],
 )
 async def test_reserved_prefix_never_reaches_origin(
     gw: RunningGateway, origin: Origin, path: str

@@ -120,19 +120,6 @@ async def test_exclusion_rules_see_through_path_tricks(
 
 
 @pytest.mark.parametrize(
-    "path", ["/__rec;x/v1/batch", "/__rec;/recorder.js", "/x/..;/__rec/v1/batch"]
-)
-async def test_reserved_prefix_with_path_parameters(
-    gw: RunningGateway, origin: Origin, path: str
-) -> None:
-    answer = await raw_exchange(
-        gw.port, f"GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n".encode()
-    )
-    assert status_of(answer) == 404
-    assert origin.state.requests == []
-
-
-@pytest.mark.parametrize(
     "host", ['a"><script>.shop.test', "evil.example,x.shop.test", "x;y.shop.test", "*.shop.test"]
 )
 async def test_hosts_with_foreign_characters_are_400(

@@ -21,6 +21,14 @@ def ca() -> trustme.CA:
 
 
 @pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
+    """The test CA as a PEM file, for a site's `origin_ca`."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
 async def tls_origin(ca: trustme.CA) -> AsyncIterator[int]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(context)
@@ -33,10 +41,8 @@ async def tls_origin(ca: trustme.CA) -> AsyncIterator[int]:
 
 
 async def test_https_origin_certificate_verified_by_name(
-    make_gateway: GatewayFactory, tls_origin: int, ca: trustme.CA, tmp_path: Path
+    make_gateway: GatewayFactory, tls_origin: int, ca_file: Path
 ) -> None:
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
     trusted = await make_gateway(
         site_config(f"https://localhost:{tls_origin}", extra_site=f'origin_ca = "{ca_file}"')
     )
@@ -51,10 +57,8 @@ async def test_https_origin_certificate_verified_by_name(
 
 
 async def test_https_origin_with_wrong_name_refused(
-    make_gateway: GatewayFactory, tls_origin: int, ca: trustme.CA, tmp_path: Path
+    make_gateway: GatewayFactory, tls_origin: int, ca_file: Path
 ) -> None:
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
     # The certificate names "localhost"; reaching it as 127.0.0.1 must fail.
     gw = await make_gateway(
         site_config(f"https://127.0.0.1:{tls_origin}", extra_site=f'origin_ca = "{ca_file}"')
@@ -98,10 +102,8 @@ async def test_tls_listener_reports_https(
 
 
 async def test_websocket_to_https_origin(
-    make_gateway: GatewayFactory, tls_origin: int, ca: trustme.CA, tmp_path: Path
+    make_gateway: GatewayFactory, tls_origin: int, ca_file: Path
 ) -> None:
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
     gw = await make_gateway(
         site_config(f"https://localhost:{tls_origin}", extra_site=f'origin_ca = "{ca_file}"')
     )
