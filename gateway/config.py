@@ -94,11 +94,37 @@ class SpoolConfig(_Table):
 
 class UpstreamConfig(_Table):
     url: str = "local"
+    # Bearer token sent to a remote store's ingest endpoint (its store.ingest_token).
+    token: str = ""
+    # PEM CA bundle to verify an https store with; "" = the system's CAs.
+    ca_file: str = ""
+    # Upstream batches: up to batch_bytes of records, or what batch_wait seconds gathered.
+    batch_bytes: int = 1024 * 1024
+    batch_wait: float = 1.0
+    # One export attempt may take this long before it counts as failed.
+    timeout: float = 30.0
+    max_connections: int = 4
+    # Retries: exponential backoff with full jitter between these bounds (seconds).
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+    # Consecutive failures that open the circuit, and seconds it stays open before a trial.
+    circuit_failures: int = 5
+    circuit_cooldown: float = 30.0
 
 
 class StoreConfig(_Table):
     finalize_after: float = 180.0
     retention_days: int = 10
+    # A visitor's session starts a new recording after this many seconds without events.
+    session_gap: float = 1800.0
+    # Where recordings live; "" = data_dir/store.
+    dir: str = ""
+    # Bearer token required on POST /ingest/v1/batches when set (gateway store nodes).
+    ingest_token: str = ""
+    # Largest upstream batch accepted, as sent and once decompressed (413 beyond).
+    max_batch_bytes: int = 64 * 1024 * 1024
+    # Seconds between two passes of the finalizer and the retention sweeper.
+    sweep_interval: float = 5.0
 
 
 class ConsentCookie(_Table):
@@ -177,6 +203,8 @@ ENV_OVERRIDES = {
     "GATEWAY_TLS_LISTEN": ("server", "tls_listen"),
     "GATEWAY_DATA_DIR": ("server", "data_dir"),
     "GATEWAY_UPSTREAM_URL": ("upstream", "url"),
+    "GATEWAY_UPSTREAM_TOKEN": ("upstream", "token"),
+    "GATEWAY_INGEST_TOKEN": ("store", "ingest_token"),
 }
 
 
@@ -287,10 +315,27 @@ def validate(config: Config) -> None:
         raise ConfigError("spool.group_ms: must be between 0 and 1000")
     if config.upstream.url != "local":
         _check_url(config.upstream.url, "upstream.url")
-    if config.store.finalize_after <= 0:
-        raise ConfigError("store.finalize_after: must be positive")
-    if config.store.retention_days < 1:
+    upstream = config.upstream
+    if upstream.ca_file and not Path(upstream.ca_file).is_file():
+        raise ConfigError(f"upstream.ca_file: no such file {upstream.ca_file!r}")
+    if upstream.batch_bytes < 1024:
+        raise ConfigError("upstream.batch_bytes: must be at least 1024")
+    for key in ("batch_wait", "timeout", "retry_initial", "circuit_cooldown"):
+        if getattr(upstream, key) <= 0:
+            raise ConfigError(f"upstream.{key}: must be positive")
+    if upstream.retry_max < upstream.retry_initial:
+        raise ConfigError("upstream.retry_max: must be at least upstream.retry_initial")
+    for key in ("max_connections", "circuit_failures"):
+        if getattr(upstream, key) < 1:
+            raise ConfigError(f"upstream.{key}: must be at least 1")
+    store = config.store
+    for key in ("finalize_after", "session_gap", "sweep_interval"):
+        if getattr(store, key) <= 0:
+            raise ConfigError(f"store.{key}: must be positive")
+    if store.retention_days < 1:
         raise ConfigError("store.retention_days: must be at least 1")
+    if store.max_batch_bytes < 64 * 1024:
+        raise ConfigError("store.max_batch_bytes: must be at least 65536")
     _validate_sites(config.sites)
 
 

@@ -137,3 +137,97 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.spool_fsync = Histogram(
+            "gateway_spool_fsync_seconds",
+            "Time one fsync of the spool took (one per group under fsync = grouped).",
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1),
+            registry=r,
+        )
+        # ------------------------------------------------ pipeline: batcher and exporters
+        self.batches_built = Counter(
+            "gateway_batches_built_total",
+            "Upstream batches built from spool records.",
+            registry=r,
+        )
+        self.batch_bytes = Histogram(
+            "gateway_batch_bytes",
+            "Size of an upstream batch as sent (lz4-compressed).",
+            buckets=(1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20),
+            registry=r,
+        )
+        self.batch_compression_ratio = Histogram(
+            "gateway_batch_compression_ratio",
+            "Uncompressed msgpack size divided by lz4-compressed size, per upstream batch.",
+            buckets=(1, 1.5, 2, 3, 4, 6, 8, 12, 16, 32),
+            registry=r,
+        )
+        self.exports = Counter(
+            "gateway_exports_total",
+            "Attempts to hand an upstream batch to the exporter, by exporter and outcome "
+            "(ok, retry, dead_letter).",
+            ["exporter", "outcome"],
+            registry=r,
+        )
+        self.export_retries = Counter(
+            "gateway_export_retries_total",
+            "Upstream batches sent again after a failed attempt.",
+            ["exporter"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "gateway_dead_letters_total",
+            "Upstream batches the store refused for good, set aside in data_dir/dead-letter.",
+            ["exporter"],
+            registry=r,
+        )
+        self.export_latency = Histogram(
+            "gateway_export_latency_seconds",
+            "Time one export attempt took, until the store confirmed or failed.",
+            ["exporter"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "gateway_export_circuit_state",
+            "Circuit in front of the exporter: 0 closed, 1 open (not sending), 2 half-open.",
+            ["exporter"],
+            registry=r,
+        )
+        # ------------------------------------------------ store
+        self.store_ingest = Counter(
+            "gateway_store_ingest_total",
+            "Upstream batches received by the store, by outcome "
+            "(stored, duplicate, bad_batch, unauthorized, too_large, error).",
+            ["outcome"],
+            registry=r,
+        )
+        self.store_events = Counter(
+            "gateway_store_events_total",
+            "rrweb events written to recordings (duplicates not counted).",
+            ["site"],
+            registry=r,
+        )
+        self.recordings_started = Counter(
+            "gateway_recordings_started_total",
+            "Recordings created in the store.",
+            ["site"],
+            registry=r,
+        )
+        self.recordings_finalized = Counter(
+            "gateway_recordings_finalized_total",
+            "Recordings that became visible after finalize_after without events.",
+            ["site"],
+            registry=r,
+        )
+        self.recordings_expired = Counter(
+            "gateway_recordings_expired_total",
+            "Recordings deleted after retention_days.",
+            ["site"],
+            registry=r,
+        )
+        self.recordings_erased = Counter(
+            "gateway_recordings_erased_total",
+            "Recordings deleted on request (DELETE /api/v1/visitors/{visitor}).",
+            ["site"],
+            registry=r,
+        )

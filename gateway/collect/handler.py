@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import msgspec
 from aiohttp import web
 
+from gateway.collect.client import describe_client
 from gateway.collect.masking import MaskerCache, MaskRules
 from gateway.collect.policy import BatchContext, Refusal, check_static
 from gateway.collect.quota import QuotaStore
@@ -152,7 +153,7 @@ class CollectEndpoint:
         for what, count in masked.items():
             self._metrics.masked_values.labels(site=site.key, kind=what).inc(count)
         try:
-            await self._sink.put(MaskedBatch(site=site.key, received_at=now, batch=batch))
+            await self._sink.put(_masked(site.key, now, batch, request))
         except SinkFull as exc:
             self._metrics.collect_batches.labels(site=site.key, outcome="sink_full").inc()
             return json_error(503, "busy", str(exc), headers={"Retry-After": "5"})
@@ -337,3 +338,13 @@ def _cookies(request: web.BaseRequest) -> dict[str, str]:
         except CookieError:
             continue
     return {name: morsel.value for name, morsel in jar.items()}
+
+
+def _masked(site: str, now: float, batch: Batch, request: web.BaseRequest) -> MaskedBatch:
+    hint = request.headers.get("Sec-CH-UA-Mobile")
+    client = describe_client(
+        request.headers.get("User-Agent", ""), None if hint is None else hint.strip() == "?1"
+    )
+    return MaskedBatch(
+        site=site, received_at=now, batch=batch, device=client.device, browser=client.browser
+    )

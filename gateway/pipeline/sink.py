@@ -17,6 +17,9 @@ class MaskedBatch(msgspec.Struct, frozen=True):
     site: str
     received_at: float  # Unix seconds at the gateway
     batch: Batch
+    # What the edge made of the visitor's User-Agent (the raw string is not kept).
+    device: str = ""  # "desktop" | "mobile" | "tablet" | "" (unknown)
+    browser: str = ""  # "Chrome", "Firefox", "Safari", "Edge", ... | "" (unknown)
 
 
 class SinkFull(Exception):

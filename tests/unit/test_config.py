@@ -389,6 +389,20 @@ REFUSALS = {
     "zero timeout": ("[proxy]\nconnect_timeout = 0\n", "proxy.connect_timeout: must be positive"),
     "zero retention": ("[store]\nretention_days = 0\n", "store.retention_days: "),
     "fractional retention": ("[store]\nretention_days = 1.5\n", "store.retention_days: "),
+    "zero session gap": ("[store]\nsession_gap = 0\n", "store.session_gap: "),
+    "zero sweep": ("[store]\nsweep_interval = -1\n", "store.sweep_interval: "),
+    "tiny ingest bound": ("[store]\nmax_batch_bytes = 1000\n", "store.max_batch_bytes: "),
+    "tiny upstream batch": ("[upstream]\nbatch_bytes = 10\n", "upstream.batch_bytes: "),
+    "zero batch wait": ("[upstream]\nbatch_wait = 0\n", "upstream.batch_wait: "),
+    "zero export timeout": ("[upstream]\ntimeout = 0\n", "upstream.timeout: "),
+    "retry max below initial": (
+        "[upstream]\nretry_initial = 5.0\nretry_max = 1.0\n",
+        "upstream.retry_max: ",
+    ),
+    "no circuit": ("[upstream]\ncircuit_failures = 0\n", "upstream.circuit_failures: "),
+    "no connections": ("[upstream]\nmax_connections = 0\n", "upstream.max_connections: "),
+    "missing upstream CA": ("[upstream]\nca_file = '/nonexistent.pem'\n", "upstream.ca_file: "),
+    "unknown upstream key": ("[upstream]\nretries = 3\n", "upstream.retries"),
     "missing origin_ca": (SITE + 'origin_ca = "/nonexistent/ca.pem"\n', "sites[0].origin_ca: "),
 }
 

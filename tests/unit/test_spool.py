@@ -573,3 +573,19 @@ def test_property_reopen_returns_appended_minus_acked(
 
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(scenario(Path(tmp)))
+
+
+@pytest.mark.parametrize("policy", [FsyncPolicy.ALWAYS, FsyncPolicy.GROUPED, FsyncPolicy.NEVER])
+async def test_each_fsync_is_reported_with_its_duration(tmp_path: Path, policy: FsyncPolicy) -> None:
+    hook = Hook()
+    spool = await Spool.open(tmp_path, max_bytes=1 << 20, fsync=policy, metrics_hook=hook)
+    for i in range(3):
+        await spool.append(payload(i))
+    fsyncs = [value for name, value in hook.calls if name == spool_mod.FSYNC_EVENT]
+    await spool.close()
+    if policy is FsyncPolicy.NEVER:
+        assert fsyncs == []
+    else:
+        # ALWAYS: one per append; GROUPED: one per group (sequential appends: one each).
+        assert len(fsyncs) == 3
+        assert all(isinstance(ns, int) and ns > 0 for ns in fsyncs)
