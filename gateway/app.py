@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from gateway.admin.app import build_admin_app
 from gateway.collect.handler import CollectEndpoint
 from gateway.collect.quota import SqliteQuotaStore
-from gateway.config import Config, parse_listen
+from gateway.config import Config, node_name, parse_listen
 from gateway.edge.headers import TrustedProxies
 from gateway.edge.proxy import Proxy
 from gateway.edge.recorder_asset import RecorderAsset, load_recorder_asset
 from gateway.edge.server import EdgeServer
 from gateway.edge.sites import Site, build_site
 from gateway.metrics import Metrics
-from gateway.pipeline.spool import FsyncPolicy, Spool
+from gateway.pipeline.batcher import Batcher
+from gateway.pipeline.deadletter import DeadLetters
+from gateway.pipeline.delivery import Delivery
+from gateway.pipeline.exporters import Exporter, HttpExporter, LocalExporter
+from gateway.pipeline.retry import Backoff, CircuitBreaker
+from gateway.pipeline.spool import FSYNC_EVENT, FsyncPolicy, Spool
 from gateway.pipeline.spool_sink import SpoolSink
+from gateway.store.service import StoreService
 
 # More header lines than this is an attack, not a browser (431 as well).
 _PARSER_MAX_HEADERS = 128
@@ -49,6 +57,10 @@ class Gateway:
         self.sink: SpoolSink | None = None
         self.quota: SqliteQuotaStore | None = None
         self.proxy: Proxy | None = None
+        self.store: StoreService | None = None
+        self.exporter: Exporter | None = None
+        self.delivery: Delivery | None = None
+        self._delivery_task: asyncio.Task[None] | None = None
         self._runners: list[web.BaseRunner] = []
         self._ready = False
         self.listening: Listening | None = None
@@ -64,9 +76,10 @@ class Gateway:
             segment_bytes=spool.segment_bytes,
             fsync=FsyncPolicy(spool.fsync),
             group_ms=spool.group_ms,
-            metrics_hook=lambda kind, size: self.metrics.spool_damage.labels(kind=kind).inc(size),
+            metrics_hook=self._spool_event,
         )
         self.sink = SpoolSink(opened)
+        await self._start_delivery(opened, data_dir)
         # Read at scrape time: always the spool's own numbers.
         self.metrics.spool_batches.set_function(lambda: opened.depth_records)
         self.metrics.spool_bytes.set_function(lambda: opened.depth_bytes)
@@ -99,56 +112,127 @@ class Gateway:
         edge_runner = web.ServerRunner(server, shutdown_timeout=self.config.server.shutdown_grace)
         await edge_runner.setup()
         self._runners.append(edge_runner)
-        edge = await self._bind(edge_runner, self.config.server.listen, "server.listen")
+        edge = await bind(edge_runner, self.config.server.listen, "server.listen")
         tls = None
         if self.config.server.tls_listen:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.config.server.tls_cert, self.config.server.tls_key)
-            tls = await self._bind(
+            tls = await bind(
                 edge_runner, self.config.server.tls_listen, "server.tls_listen", context
             )
-        admin_runner = web.AppRunner(build_admin_app(self.metrics, lambda: self._ready))
+        api = None
+        if self.store is not None:
+            quota = self.quota
+            api = self.store.api(used=lambda site, now: quota.usage(site, now))
+        admin_runner = web.AppRunner(build_admin_app(self.metrics, lambda: self._ready, api))
         await admin_runner.setup()
         self._runners.append(admin_runner)
-        admin = await self._bind(
-            admin_runner, self.config.server.admin_listen, "server.admin_listen"
-        )
+        admin = await bind(admin_runner, self.config.server.admin_listen, "server.admin_listen")
         self._ready = True
         self.listening = Listening(edge=edge, admin=admin, tls=tls)
         return self.listening
 
-    async def _bind(
-        self,
-        runner: web.BaseRunner,
-        listen: str,
-        key: str,
-        context: ssl.SSLContext | None = None,
-    ) -> tuple[str, int]:
-        host, port = parse_listen(listen, key)
-        site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise OSError(exc.errno, f"{key}: cannot listen on {listen}: {exc.strerror}") from exc
-        # uvloop's server is not asyncio's class, but both have `sockets`.
-        server: Any = site._server
-        bound = server.sockets[0].getsockname()
-        return str(bound[0]), int(bound[1])
+    def announce(self, listening: Listening) -> list[str]:
+        lines = [f"edge listening on http://{listening.edge[0]}:{listening.edge[1]}"]
+        if listening.tls:
+            lines.append(f"edge listening on https://{listening.tls[0]}:{listening.tls[1]}")
+        lines.append(f"admin listening on http://{listening.admin[0]}:{listening.admin[1]}")
+        return lines
 
     async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish, then flush within the grace."""
         self._ready = False
-        for runner in reversed(self._runners):
+        deadline = time.monotonic() + self.config.server.shutdown_grace
+        for runner in self._runners:  # the edge first: no new batches arrive after it
             await runner.cleanup()
         self._runners.clear()
         if self.proxy is not None:
             await self.proxy.close()
+        if self.delivery is not None:
+            # What cannot be confirmed in time stays in the spool for the next start.
+            if self._delivery_task is not None:
+                self._delivery_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._delivery_task
+            await self.delivery.drain(deadline)
+        if self.exporter is not None:
+            await self.exporter.close()
+        if self.store is not None:
+            await self.store.close()
         if self.quota is not None:
             await self.quota.close()
         if self.sink is not None:
             await self.sink.spool.close()
 
+    async def _start_delivery(self, spool: Spool, data_dir: Path) -> None:
+        """Spool -> batcher -> exporter; replays what the spool still holds."""
+        upstream = self.config.upstream
+        exporter: Exporter
+        if upstream.url == "local":
+            self.store = await StoreService.open(self.config, self.metrics)
+            exporter = LocalExporter(self.store.ingest)
+        else:
+            http = HttpExporter(
+                upstream.url,
+                token=upstream.token,
+                timeout=upstream.timeout,
+                max_connections=upstream.max_connections,
+                ca_file=upstream.ca_file,
+            )
+            await http.start()
+            exporter = http
+        self.exporter = exporter
+        batcher = Batcher(
+            spool,
+            node=node_name(self.config),
+            max_bytes=upstream.batch_bytes,
+            max_wait=upstream.batch_wait,
+        )
+        self.delivery = Delivery(
+            batcher,
+            exporter,
+            DeadLetters(data_dir / "dead-letter"),
+            backoff=Backoff(upstream.retry_initial, upstream.retry_max),
+            circuit=CircuitBreaker(
+                upstream.circuit_failures,
+                upstream.circuit_cooldown,
+                on_change=lambda state: self.metrics.circuit_state.labels(
+                    exporter=exporter.name
+                ).set(int(state)),
+            ),
+            metrics=self.metrics,
+        )
+        self._delivery_task = asyncio.create_task(self.delivery.run(), name="delivery")
 
-async def serve_forever(gateway: Gateway, announce: bool = True) -> None:
+    def _spool_event(self, kind: str, value: int) -> None:
+        if kind == FSYNC_EVENT:
+            self.metrics.spool_fsync.observe(value / 1e9)
+        else:
+            self.metrics.spool_damage.labels(kind=kind).inc(value)
+
+
+async def bind(
+    runner: web.BaseRunner, listen: str, key: str, context: ssl.SSLContext | None = None
+) -> tuple[str, int]:
+    host, port = parse_listen(listen, key)
+    site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise OSError(exc.errno, f"{key}: cannot listen on {listen}: {exc.strerror}") from exc
+    # uvloop's server is not asyncio's class, but both have `sockets`.
+    server: Any = site._server
+    bound = server.sockets[0].getsockname()
+    return str(bound[0]), int(bound[1])
+
+
+class Node(Protocol):
+    async def start(self) -> Listening: ...
+    def announce(self, listening: Listening) -> list[str]: ...
+    async def stop(self) -> None: ...
+
+
+async def serve_forever(gateway: Node, announce: bool = True) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting and finish in-flight requests."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -160,10 +244,8 @@ async def serve_forever(gateway: Gateway, announce: bool = True) -> None:
         await gateway.stop()
         raise
     if announce:
-        print(f"edge listening on http://{listening.edge[0]}:{listening.edge[1]}", flush=True)
-        if listening.tls:
-            print(f"edge listening on https://{listening.tls[0]}:{listening.tls[1]}", flush=True)
-        print(f"admin listening on http://{listening.admin[0]}:{listening.admin[1]}", flush=True)
+        for line in gateway.announce(listening):
+            print(line, flush=True)
     try:
         await stop.wait()
     finally:

@@ -1,4 +1,4 @@
-"""Command line: `gateway serve | check-config | demo`."""
+"""Command line: `gateway serve | store | check-config | demo`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("serve", "run the edge node"),
+        ("serve", "run the edge node (with the embedded store when upstream.url is local)"),
+        ("store", "run a store node alone: ingest from remote edge nodes, the recordings API"),
         ("check-config", "validate the config and print the effective values"),
         ("demo", "run a demo shop with the gateway in front of it"),
     ):
@@ -56,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             _run(serve_forever(Gateway(config)))
+        elif args.command == "store":
+            from gateway.store.node import StoreNode
+
+            _run(serve_forever(StoreNode(config)))
         else:
             _run(_demo(config))
     except OSError as exc:
@@ -88,6 +93,12 @@ async def _demo(config: Config) -> None:
             print(f"  http://{public}:{port}{path}  {title}", flush=True)
         admin_host, admin_port = gateway.listening.admin
         print(f"\nMetrics: http://{admin_host}:{admin_port}/metrics", flush=True)
+        print(
+            "Recordings (shown 3 minutes after the visitor leaves; live=1 shows running ones):\n"
+            f"  curl -H 'Authorization: Bearer <server.admin_token>' "
+            f"'http://{admin_host}:{admin_port}/api/v1/recordings?live=1'",
+            flush=True,
+        )
 
     waiter = asyncio.ensure_future(announce())
     try:

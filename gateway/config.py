@@ -104,7 +104,7 @@ class UpstreamConfig(_Table):
     # One export attempt may take this long before it counts as failed.
     timeout: float = 30.0
     max_connections: int = 4
-    # Retries: exponential backoff with full jitter between these bounds (seconds).
+    # Retries: exponential backoff with jitter between these bounds (seconds).
     retry_initial: float = 0.5
     retry_max: float = 30.0
     # Consecutive failures that open the circuit, and seconds it stays open before a trial.

@@ -164,7 +164,7 @@ class Metrics:
         self.exports = Counter(
             "gateway_exports_total",
             "Attempts to hand an upstream batch to the exporter, by exporter and outcome "
-            "(ok, retry, dead_letter).",
+            "(ok, retry, reject).",
             ["exporter", "outcome"],
             registry=r,
         )

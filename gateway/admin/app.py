@@ -1,4 +1,4 @@
-"""The admin listener: metrics, health and readiness (the API joins it later)."""
+"""The admin listener: metrics, health, readiness and, where a store runs, its API."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.edge.errors import json_error
 from gateway.metrics import Metrics
+from gateway.store.api import RecordingsApi
 
 
-def build_admin_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Application:
+def build_admin_app(
+    metrics: Metrics, ready: Callable[[], bool], api: RecordingsApi | None = None
+) -> web.Application:
     async def metrics_view(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -23,8 +27,17 @@ def build_admin_app(metrics: Metrics, ready: Callable[[], bool]) -> web.Applicat
             return web.json_response({"status": "ready"})
         return web.json_response({"status": "starting"}, status=503)
 
-    app = web.Application()
+    async def no_store(request: web.Request) -> web.Response:
+        return json_error(
+            404, "no_store", "this node forwards to a remote store: ask that node's admin API"
+        )
+
+    app = web.Application(middlewares=[api.guard] if api is not None else [])
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if api is not None:
+        app.add_routes(api.routes())
+    else:
+        app.router.add_route("*", "/api/{tail:.*}", no_store)
     return app

@@ -73,7 +73,10 @@ def new_batch_id() -> str:
 
 def encode_upstream(batch: UpstreamBatch) -> bytes:
     """msgpack, then one lz4 frame with content checksum and content size."""
-    raw = _encoder.encode(batch)
+    return _compress(_encoder.encode(batch))
+
+
+def _compress(raw: bytes) -> bytes:
     compressed: bytes = lz4.frame.compress(raw, content_checksum=True, store_size=True)
     return compressed
 
@@ -123,6 +126,8 @@ class Batched:
     upstream: UpstreamBatch
     body: bytes  # encode_upstream(upstream): POST this
     last_position: tuple[int, int]  # ack the spool up to here once the upstream confirmed body
+    # Size of the msgpack before lz4 (for the compression-ratio metric); 0 = not known.
+    raw_bytes: int = 0
 
 
 class Batcher:
@@ -219,6 +224,10 @@ class Batcher:
         upstream = UpstreamBatch(
             id=new_batch_id(), node=self.node, created_at=time.time(), records=records
         )
+        raw = _encoder.encode(upstream)
         return Batched(
-            upstream=upstream, body=encode_upstream(upstream), last_position=last_position
+            upstream=upstream,
+            body=_compress(raw),
+            last_position=last_position,
+            raw_bytes=len(raw),
         )

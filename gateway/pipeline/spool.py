@@ -245,6 +245,21 @@ class Spool:
                 self._read_cursor = after
             return records
 
+    async def peek(
+        self, after: tuple[int, int] | None = None, max_records: int = 1000
+    ) -> list[SpoolRecord]:
+        """Unacknowledged records after `after` (default: from the ack cursor), oldest
+        first, without moving the read cursor: for inspection while a reader runs."""
+        if max_records < 1:
+            raise ValueError("max_records must be positive")
+        if self._closed:
+            raise SpoolError("spool is closed")
+        cursor = self._ack_cursor if after is None else max(after, self._ack_cursor)
+        records, _ = await self._run(self._read_sync, cursor, max_records, 1 << 62)
+        if after is not None and records and records[0].position == after:
+            records = records[1:]  # `after` itself was already seen
+        return records
+
     async def ack(self, position: tuple[int, int]) -> None:
         """Confirm the record at `position` and everything before it (durably)."""
         if self._closed:

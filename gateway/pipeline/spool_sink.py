@@ -25,11 +25,10 @@ class SpoolSink:
             raise SinkFull(str(exc)) from exc
 
     async def pending(self) -> list[MaskedBatch]:
-        """Every batch not yet confirmed upstream, oldest first (the cursor is kept)."""
+        """Every batch not yet confirmed upstream, oldest first (readers are not disturbed)."""
         batches: list[MaskedBatch] = []
-        try:
-            while records := await self.spool.read(max_records=10_000, max_bytes=64 << 20):
-                batches.extend(_decoder.decode(record.data) for record in records)
-        finally:
-            self.spool.rewind()
+        after: tuple[int, int] | None = None
+        while records := await self.spool.peek(after, max_records=10_000):
+            batches.extend(_decoder.decode(record.data) for record in records)
+            after = records[-1].position
         return batches

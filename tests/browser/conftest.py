@@ -104,6 +104,11 @@ listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 data_dir = "{tmp_path / f"data{len(gateways)}"}"
 
+# Batches stay in the spool (an hour's batch window): what the browser got a 200 for
+# is inspected there.
+[upstream]
+batch_wait = 3600.0
+
 [[sites]]
 key = "demo"
 hosts = ["localhost", "127.0.0.1"]

@@ -48,6 +48,13 @@ async def origin() -> AsyncIterator[Origin]:
     await runner.cleanup()
 
 
+# By default the delivery loop holds batches for an hour before forwarding them, so
+# a test sees everything acknowledged in the spool (RunningGateway.spooled); tests of
+# the pipeline and the store pass `upstream=FORWARDING` (or their own settings).
+HELD_IN_SPOOL = "batch_wait = 3600.0"
+FORWARDING = "batch_wait = 0.05\nretry_initial = 0.05\nretry_max = 0.5\ncircuit_cooldown = 0.5"
+
+
 def site_config(
     origin_url: str,
     *,
@@ -56,6 +63,8 @@ def site_config(
     extra_proxy: str = "",
     extra_collect: str = "",
     extra_spool: str = "",
+    upstream: str = HELD_IN_SPOOL,
+    extra_store: str = "",
     recording: str = "",
 ) -> Config:
     text = f"""
@@ -73,6 +82,12 @@ node_name = "gw-test"
 
 [spool]
 {extra_spool}
+
+[upstream]
+{upstream}
+
+[store]
+{extra_store}
 
 [[sites]]
 key = "shop"

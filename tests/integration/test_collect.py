@@ -428,7 +428,12 @@ async def test_font_and_custom_element_events_are_not_stored(
 async def test_acknowledged_batch_survives_a_restart(
     origin: Origin, client: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    config = site_config(origin.url)
+    # The store is down (nothing listens on port 9): the batch can only be in the spool.
+    config = site_config(
+        origin.url,
+        extra_server="shutdown_grace = 0.5",
+        upstream='url = "http://127.0.0.1:9"\nbatch_wait = 0.05',
+    )
     config.server.data_dir = str(tmp_path)
     gateway = Gateway(config)
     listening = await gateway.start()

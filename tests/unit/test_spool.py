@@ -576,7 +576,9 @@ def test_property_reopen_returns_appended_minus_acked(
 
 
 @pytest.mark.parametrize("policy", [FsyncPolicy.ALWAYS, FsyncPolicy.GROUPED, FsyncPolicy.NEVER])
-async def test_each_fsync_is_reported_with_its_duration(tmp_path: Path, policy: FsyncPolicy) -> None:
+async def test_each_fsync_is_reported_with_its_duration(
+    tmp_path: Path, policy: FsyncPolicy
+) -> None:
     hook = Hook()
     spool = await Spool.open(tmp_path, max_bytes=1 << 20, fsync=policy, metrics_hook=hook)
     for i in range(3):
@@ -589,3 +591,20 @@ async def test_each_fsync_is_reported_with_its_duration(tmp_path: Path, policy: 
         # ALWAYS: one per append; GROUPED: one per group (sequential appends: one each).
         assert len(fsyncs) == 3
         assert all(isinstance(ns, int) and ns > 0 for ns in fsyncs)
+
+
+async def test_peek_leaves_the_read_cursor_alone(tmp_path: Path) -> None:
+    spool = await Spool.open(tmp_path, max_bytes=1 << 20, segment_bytes=4096, fsync="never")
+    for i in range(300):  # several segments
+        await spool.append(payload(i))
+    first = await spool.read(max_records=10)
+    await spool.ack(first[4].position)
+    seen: list[bytes] = []
+    after = None
+    while records := await spool.peek(after, max_records=7):
+        seen += [r.data for r in records]
+        after = records[-1].position
+    assert seen == [payload(i) for i in range(5, 300)]
+    # The reader goes on where it was, undisturbed.
+    assert [r.data for r in await spool.read(max_records=3)] == [payload(i) for i in (10, 11, 12)]
+    await spool.close()
