@@ -32,6 +32,8 @@ from gateway.pipeline.spool import FSYNC_EVENT, FsyncPolicy, Spool
 from gateway.pipeline.spool_sink import SpoolSink
 from gateway.store.service import StoreService
 
+# Admin requests in flight at shutdown get this long: the grace belongs to the edge.
+ADMIN_SHUTDOWN_SECONDS = 1.0
 # More header lines than this is an attack, not a browser (431 as well).
 _PARSER_MAX_HEADERS = 128
 
@@ -124,7 +126,11 @@ class Gateway:
         if self.store is not None:
             quota = self.quota
             api = self.store.api(used=lambda site, now: quota.usage(site, now))
-        admin_runner = web.AppRunner(build_admin_app(self.metrics, lambda: self._ready, api))
+        admin_runner = web.AppRunner(
+            build_admin_app(self.metrics, lambda: self._ready, api),
+            access_log=None,
+            shutdown_timeout=ADMIN_SHUTDOWN_SECONDS,
+        )
         await admin_runner.setup()
         self._runners.append(admin_runner)
         admin = await bind(admin_runner, self.config.server.admin_listen, "server.admin_listen")

@@ -1,4 +1,4 @@
-"""Command line: `gateway serve | store | check-config | demo`."""
+"""Command line: `gateway serve | store | check-config | demo | recordings export ID`."""
 
 from __future__ import annotations
 
@@ -24,11 +24,25 @@ def _parser() -> argparse.ArgumentParser:
         ("check-config", "validate the config and print the effective values"),
         ("demo", "run a demo shop with the gateway in front of it"),
     ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument(
-            "-c", "--config", help="config file (default: $GATEWAY_CONFIG or config/gateway.toml)"
-        )
+        _config_option(commands.add_parser(name, help=text))
+    recordings = commands.add_parser("recordings", help="work with stored recordings")
+    actions = recordings.add_subparsers(dest="action", required=True)
+    export = actions.add_parser(
+        "export", help="write one recording's rrweb events as JSON lines (from the admin API)"
+    )
+    export.add_argument("id", help="the recording id")
+    export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    export.add_argument(
+        "--admin", help="admin API base URL (default: http://<server.admin_listen>)"
+    )
+    _config_option(export)
     return parser
+
+
+def _config_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "-c", "--config", help="config file (default: $GATEWAY_CONFIG or config/gateway.toml)"
+    )
 
 
 def _load(path_arg: str | None) -> Config:
@@ -54,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(json.dumps(to_toml_dict(config), indent=2, sort_keys=True))
         return 0
+    if args.command == "recordings":
+        from gateway.export_cli import export_recording
+
+        return export_recording(config, args.id, args.output, args.admin)
     try:
         if args.command == "serve":
             _run(serve_forever(Gateway(config)))

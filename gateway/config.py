@@ -318,8 +318,8 @@ def validate(config: Config) -> None:
     upstream = config.upstream
     if upstream.ca_file and not Path(upstream.ca_file).is_file():
         raise ConfigError(f"upstream.ca_file: no such file {upstream.ca_file!r}")
-    if upstream.batch_bytes < 1024:
-        raise ConfigError("upstream.batch_bytes: must be at least 1024")
+    if not 1024 <= upstream.batch_bytes <= 64 * 1024 * 1024:
+        raise ConfigError("upstream.batch_bytes: must be between 1024 and 67108864")
     for key in ("batch_wait", "timeout", "retry_initial", "circuit_cooldown"):
         if getattr(upstream, key) <= 0:
             raise ConfigError(f"upstream.{key}: must be positive")

@@ -23,7 +23,10 @@ def check_token(request: web.Request, token: str) -> web.Response | None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         given = request.cookies.get(TOKEN_COOKIE, "")
-    if given and hmac.compare_digest(given.strip().encode(), token.encode()):
+    # The header's bytes as sent (aiohttp keeps undecodable ones as surrogates).
+    if given and hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), token.encode()
+    ):
         return None
     return json_error(
         401,

@@ -18,7 +18,10 @@ it, see RECORDING-NOTES.md) but decompresses with a hard `max_length`.
 `Batcher` groups spool records into one `Batched` at a time. It acks nothing:
 the exporter acks `last_position` once the upstream confirmed `body`, and after
 an upstream failure calls `Batcher.rewind()` (which rewinds the spool and drops
-what the batcher had read ahead) to send the same records again.
+what the batcher had read ahead) to send the same records again. A record that
+does not decode as MaskedBatch was acknowledged to its browser all the same, so
+no batch's ack may cover it: it comes alone, as a `Batched` with `undecodable`
+set, for the delivery loop to set aside as a dead letter.
 """
 
 from __future__ import annotations
@@ -52,6 +55,15 @@ class UpstreamBatch(msgspec.Struct, frozen=True):
 
 class UpstreamBatchError(ValueError):
     """A body that is not a valid upstream batch; `str()` names the problem."""
+
+
+class _RawUpstream(msgspec.Struct, frozen=True):
+    """An UpstreamBatch whose records are kept as the spool has them (not decoded)."""
+
+    id: str
+    node: str
+    created_at: float
+    records: list[msgspec.Raw]
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -128,6 +140,8 @@ class Batched:
     last_position: tuple[int, int]  # ack the spool up to here once the upstream confirmed body
     # Size of the msgpack before lz4 (for the compression-ratio metric); 0 = not known.
     raw_bytes: int = 0
+    # Why the one spool record in `body` does not decode: never send it, set it aside.
+    undecodable: str = ""
 
 
 class Batcher:
@@ -136,9 +150,9 @@ class Batcher:
     A batch holds records until their msgpack data reaches `max_bytes` (a
     record that would go past it waits for the next batch; a single record
     larger than `max_bytes` travels alone) or until `max_wait` seconds passed
-    since its first record was read. Records that do not decode as MaskedBatch
-    are skipped and counted in `skipped`; they are acked with the batch that
-    follows them (an ack covers everything before it).
+    since its first record was read. A record that does not decode as
+    MaskedBatch closes the batch before it and comes alone (`undecodable` set,
+    counted in `skipped`), so that no ack covers it unseen.
     """
 
     def __init__(
@@ -200,9 +214,12 @@ class Batcher:
                 try:
                     item = _record_decoder.decode(record.data)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    self.skipped += 1
-                    log.warning("skipping undecodable spool record at %s: %s", record.position, exc)
-                    continue
+                    if records:  # this batch ends before it; it comes alone, next
+                        self._carry = chunk[i:]
+                        full = True
+                        break
+                    self._carry = chunk[i + 1 :]
+                    return self._undecodable(record, exc)
                 if not records:
                     first_at = self._clock()
                 records.append(item)
@@ -219,6 +236,24 @@ class Batcher:
                 remaining = self.max_wait - (now - started)
             if not chunk:  # nothing new in the spool: wait a little, never spin
                 await self._sleep(min(self._poll, remaining))
+
+    def _undecodable(self, record: SpoolRecord, exc: Exception) -> Batched:
+        self.skipped += 1
+        log.warning("undecodable spool record at %s: %s", record.position, exc)
+        upstream = UpstreamBatch(
+            id=new_batch_id(), node=self.node, created_at=time.time(), records=[]
+        )
+        raw = _encoder.encode(
+            _RawUpstream(
+                upstream.id, upstream.node, upstream.created_at, [msgspec.Raw(record.data)]
+            )
+        )
+        return Batched(
+            upstream=upstream,
+            body=_compress(raw),
+            last_position=record.position,
+            undecodable=str(exc) or type(exc).__name__,
+        )
 
     def _make(self, records: list[MaskedBatch], last_position: tuple[int, int]) -> Batched:
         upstream = UpstreamBatch(

@@ -5,6 +5,8 @@ browser was told is stored is ever lost silently. For each batch:
 
 * `<id>.lz4`: the exact body that was sent (an lz4 frame of msgpack, see
   batcher.py), so it can be inspected with `decode_upstream` or POSTed again;
+  for a spool record that does not decode (never sent), the same frame around
+  that record's bytes as the spool held them;
 * `<id>.json`: `{"id", "reason", "status", "at", "records", "bytes"}`, written
   last: a `.json` marks a complete dead letter.
 
@@ -81,7 +83,8 @@ class DeadLetters:
             reason=outcome.detail,
             status=outcome.status,
             at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            records=len(batched.upstream.records),
+            # An undecodable spool record travels alone, not in `records`.
+            records=len(batched.upstream.records) or int(bool(batched.undecodable)),
             bytes=len(batched.body),
         )
         return await asyncio.to_thread(self._put_sync, batched.body, info)

@@ -1,10 +1,11 @@
 """The delivery loop: batcher -> exporter, with retries, a circuit breaker and dead letters.
 
 The spool is acked only once the data is safe elsewhere: after the exporter
-said OK, or after a batch the upstream refused for good is durable in the
-dead-letter folder. A failed attempt is retried with THE SAME `Batched` (same
-id, same body), so the store's Idempotency-Key de-duplicates a batch that it
-had in fact stored before the answer was lost.
+said OK, or after a batch the upstream refused for good (or a spool record that
+does not decode, which is never sent) is durable in the dead-letter folder. A
+failed attempt is retried with THE SAME `Batched` (same id, same body), so the
+store's Idempotency-Key de-duplicates a batch that it had in fact stored
+before the answer was lost.
 
 Shutdown: `drain(deadline)` stops `run()`, then delivers what the spool holds
 (without waiting out the batcher's time window: it sets `max_wait` to 0) until
@@ -136,9 +137,9 @@ class Delivery:
                 log.error("drain: cannot read the spool: %s", exc)
                 return False
             if batched is None:
-                # Only records that do not decode are left (the batcher skips them);
-                # they are acked with the next good batch after a restart.
-                log.warning("drain: %d undecodable records left in the spool", spool.depth_records)
+                # Only records damaged on disk are left (the spool skips them); they are
+                # acked with the next batch after a restart.
+                log.warning("drain: %d unreadable records left in the spool", spool.depth_records)
                 return True
             self._observe_built(batched)
             if not await self._deliver(batched, deadline=deadline):
@@ -153,6 +154,8 @@ class Delivery:
 
     async def _deliver(self, batched: Batched, *, deadline: float | None) -> bool:
         """Send until settled (True), or False when the deadline comes first."""
+        if batched.undecodable:
+            return await self._set_aside(batched, deadline)
         attempt = 0
         while True:
             if not await self._wait_for_circuit(deadline):
@@ -180,6 +183,16 @@ class Delivery:
                     delay = max(delay, min(outcome.retry_after, self._retry_after_max))
             if not await self._pause(delay, deadline):
                 return False
+
+    async def _set_aside(self, batched: Batched, deadline: float | None) -> bool:
+        """A spool record that does not decode: never sent, acked once it is a dead letter."""
+        outcome = ExportOutcome(Verdict.REJECT, f"undecodable spool record: {batched.undecodable}")
+        attempt = 0
+        while not await self._settle(self._dead_letter(batched, outcome)):
+            if not await self._pause(self._backoff.delay(attempt), deadline):
+                return False
+            attempt += 1
+        return True
 
     async def _attempt(self, batched: Batched) -> ExportOutcome:
         name = self._exporter.name
@@ -244,10 +257,10 @@ class Delivery:
         if self._metrics is not None:
             self._metrics.dead_letters.labels(exporter=self._exporter.name).inc()
         log.error(
-            "upstream refused batch %s for good (%s): %d records set aside in %s",
+            "batch %s refused for good (%s): %d records set aside in %s",
             batch_id,
             outcome.detail,
-            len(batched.upstream.records),
+            len(batched.upstream.records) or 1,  # an undecodable record comes alone
             path,
         )
         await self._ack(batched)
@@ -286,7 +299,7 @@ class Delivery:
     # -- metrics ------------------------------------------------------------------------------
 
     def _observe_built(self, batched: Batched) -> None:
-        if self._metrics is None:
+        if self._metrics is None or batched.undecodable:  # a record set aside is no batch
             return
         size = len(batched.body)
         self._metrics.batches_built.inc()

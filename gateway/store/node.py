@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.admin.app import build_admin_app
-from gateway.app import Listening, bind
+from gateway.app import ADMIN_SHUTDOWN_SECONDS, Listening, bind
 from gateway.config import Config
 from gateway.metrics import Metrics
 from gateway.store.receiver import IngestEndpoint
@@ -45,6 +45,7 @@ class StoreNode:
         admin_runner = web.AppRunner(
             build_admin_app(self.metrics, lambda: self._ready, self.service.api()),
             access_log=None,
+            shutdown_timeout=ADMIN_SHUTDOWN_SECONDS,
         )
         await admin_runner.setup()
         self._runners.append(admin_runner)

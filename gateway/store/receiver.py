@@ -4,11 +4,14 @@ The answer is 2xx only once the batch is durable in the store; a repeated
 Idempotency-Key (the batch id) is answered 200 and stored once. The body is
 untrusted: its size is bounded as sent and once decompressed (never by what
 the lz4 frame header claims), and a body that does not decode is refused whole
-(400) before anything is written. Protocol: docs/protocol.md.
+(400) before anything is written. Decoding runs on a worker thread, one body at
+a time (as it did on the loop), so a large body never stalls the event loop.
+Protocol: docs/protocol.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 
@@ -24,6 +27,8 @@ from gateway.store.recordings import StoreError
 INGEST_PATH = "/ingest/v1/batches"
 # An edge that gets a 503 keeps the batch in its spool and comes back after this.
 RETRY_AFTER_SECONDS = "5"
+# Bodies received at once (each up to store.max_batch_bytes); beyond: 503 + Retry-After.
+MAX_BODIES_IN_FLIGHT = 8
 
 log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -37,6 +42,8 @@ class IngestEndpoint:
         self._token = token.encode()
         self._max = max_batch_bytes
         self._metrics = metrics
+        self._decoding = asyncio.Lock()  # one decoded body in memory at a time
+        self._reading = 0  # bodies being received now
 
     def routes(self) -> list[web.RouteDef]:
         return [web.route("*", INGEST_PATH, self.handle)]
@@ -55,11 +62,22 @@ class IngestEndpoint:
         key = request.headers.get("Idempotency-Key", "")
         if not key:
             return self._refuse(400, "bad_batch", "Idempotency-Key header is required")
-        body = await self._read(request)
+        if self._reading >= MAX_BODIES_IN_FLIGHT:
+            # Memory stays bounded; the edge keeps the batch and comes back.
+            self._metrics.store_ingest.labels(outcome="busy").inc()
+            return json_error(
+                503, "busy", "too many batches in flight", headers={"Retry-After": "1"}
+            )
+        self._reading += 1
+        try:
+            body = await self._read(request)
+        finally:
+            self._reading -= 1
         if body is None:
             return self._refuse(413, "too_large", f"batch larger than {self._max} bytes")
         try:
-            batch = decode_upstream(body, max_decoded=self._max)
+            async with self._decoding:
+                batch = await asyncio.to_thread(decode_upstream, body, max_decoded=self._max)
         except UpstreamBatchError as exc:
             too_large = "larger than max_decoded" in str(exc)
             return self._refuse(
@@ -84,8 +102,9 @@ class IngestEndpoint:
 
     def _authorized(self, request: web.Request) -> bool:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # The header's bytes as sent (aiohttp keeps undecodable ones as surrogates).
         return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), self._token
+            given.strip().encode("utf-8", "surrogateescape"), self._token
         )
 
     async def _read(self, request: web.Request) -> bytes | None:

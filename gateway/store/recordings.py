@@ -24,6 +24,9 @@ import msgspec
 from gateway.collect.schema import CustomEvent, Event, MetaEvent
 
 MAX_LIMIT = 500
+# Event times (ms since the epoch) that RFC 3339 can show: years 1 to 9999.
+_FIRST_MS = -62_135_596_800_000.0
+_LAST_MS = 253_402_300_799_999.0
 
 
 class StoreError(Exception):
@@ -115,8 +118,9 @@ def summarize(url: str, events: Sequence[Event]) -> ChunkSummary | None:
     last = -math.inf
     for event in events:
         ts = event.timestamp
-        # NaN or infinity cannot be placed in time (and NaN is NULL to SQLite).
-        if not math.isfinite(ts):
+        # NaN, infinity (NaN is NULL to SQLite) or a time no date can show (which would
+        # fail every API answer with its recording) cannot be placed in time.
+        if not _FIRST_MS <= ts <= _LAST_MS:
             continue
         kept.append(event)
         if ts < first:

@@ -64,6 +64,7 @@ class Shop:
 
     gateway: Gateway
     url: str
+    admin_url: str
 
     async def spooled(self) -> list[MaskedBatch]:
         """What the gateway acknowledged to the browser: the batches in its spool."""
@@ -83,6 +84,9 @@ class Shop:
 
 
 ShopFactory = Callable[..., Awaitable[Shop]]
+# Batches stay in the spool (an hour's batch window) unless a test forwards them: what
+# the browser got a 200 for is inspected there.
+HELD_IN_SPOOL = "batch_wait = 3600.0"
 
 
 @pytest.fixture
@@ -94,6 +98,9 @@ async def make_shop(tmp_path: Path) -> AsyncIterator[ShopFactory]:
         recording: str = "",
         origin_app: web.Application | None = None,
         exclude: tuple[str, ...] = ("/admin/*",),
+        server: str = "",
+        upstream: str = HELD_IN_SPOOL,
+        store: str = "",
     ) -> Shop:
         runner, port = await serve(origin_app or build_demo_origin())
         runners.append(runner)
@@ -103,11 +110,13 @@ async def make_shop(tmp_path: Path) -> AsyncIterator[ShopFactory]:
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 data_dir = "{tmp_path / f"data{len(gateways)}"}"
+{server}
 
-# Batches stay in the spool (an hour's batch window): what the browser got a 200 for
-# is inspected there.
 [upstream]
-batch_wait = 3600.0
+{upstream}
+
+[store]
+{store}
 
 [[sites]]
 key = "demo"
@@ -123,7 +132,8 @@ exclude = {list(exclude)!r}
         gateway = Gateway(config)
         listening = await gateway.start()
         gateways.append(gateway)
-        return Shop(gateway, f"http://localhost:{listening.edge[1]}")
+        admin = f"http://127.0.0.1:{listening.admin[1]}"
+        return Shop(gateway, f"http://localhost:{listening.edge[1]}", admin)
 
     yield factory
     for gateway in gateways:

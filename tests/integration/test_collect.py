@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 from pathlib import Path
 from typing import Any
 
@@ -296,7 +297,10 @@ async def test_spool_full_is_503_with_retry_after(
     gw = await make_gateway(extra_spool="max_bytes = 65536\nsegment_bytes = 16384")
     spool = gw.gateway.sink.spool if gw.gateway.sink else None
     assert spool is not None
-    # Fill the spool to its bound: less room left than any batch needs.
+    # Fill the spool to its bound: less room left than any batch needs. Delivery is
+    # stopped first: it would set the filler records aside as fast as they come.
+    assert gw.gateway.delivery is not None
+    await gw.gateway.delivery.drain(time.monotonic())
     config = gw.gateway.config.spool
     assert (await post(client, gw, b.first_batch()))[0] == 200
     while spool.depth_bytes + 600 <= config.max_bytes:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import lz4.frame
 import pytest
 
 from tests.integration import batches as b
@@ -261,6 +262,29 @@ async def test_the_api_wants_the_admin_token(store_gw: RunningGateway, path: str
         assert r.status == 200
 
 
+async def raw_status(url: str, request: bytes) -> int:
+    """The status line's code of a request sent as these exact bytes."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        return int((await reader.readline()).split()[1])
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [b"Authorization: Bearer \xff\xfe", b"Cookie: gateway_admin=\xff\xfe"],
+)
+async def test_a_token_that_is_not_utf8_is_401_not_500(
+    store_gw: RunningGateway, credentials: bytes
+) -> None:
+    request = b"GET /api/v1/recordings HTTP/1.1\r\nHost: admin\r\n" + credentials
+    assert await raw_status(store_gw.admin_url, request + b"\r\nConnection: close\r\n\r\n") == 401
+
+
 async def test_no_token_configured_keeps_the_api_closed(
     origin: Origin, make_gateway: GatewayFactory
 ) -> None:
@@ -323,3 +347,46 @@ async def test_erasing_a_visitor_removes_recordings_and_files(
     _, usage = await api.get("/api/v1/sites/shop/usage")
     assert usage["stored"] == 1 and usage["used"] == 3  # erasure gives no quota back
     assert store_gw.metric("gateway_recordings_erased_total", site="shop") == 2
+
+
+async def test_an_event_time_past_year_9999_does_not_break_the_api(
+    store_gw: RunningGateway,
+) -> None:
+    # Event times are the browser's: one absurd timestamp must not make every list that
+    # would show its recording a 500.
+    url = "http://shop.test/"
+    events = [b.meta(url, t=T0), b.mouse_move(t=T0 + 2), b.click(11, t=1e18), b.click(t=-1e18)]
+    await post(store_gw, b.batch(events, session="far-future", page="p0", seq=0, url=url))
+    api = Api(store_gw.admin_url)
+
+    async def listed() -> list[dict[str, Any]]:
+        return await api.recordings(live="1")
+
+    [rec] = await until(listed)
+    assert rec["started_at"] == "2026-09-21T14:13:20.000Z"
+    assert (rec["duration_ms"], rec["events"]) == (2, 2)
+    status, one = await api.get(f"/api/v1/recordings/{rec['id']}")
+    assert status == 200 and one["id"] == rec["id"]
+
+
+async def test_an_acknowledged_batch_that_cannot_be_batched_is_set_aside(
+    store_gw: RunningGateway,
+) -> None:
+    # Masking turns each short query value into a longer mask: this URL (within the
+    # schema's 8192 characters as sent) is past it once masked. The batch was
+    # acknowledged, so it must end up stored or in the dead-letter folder, never nowhere.
+    url = "http://shop.test/?" + "&".join(["a=1"] * 2000)
+    assert len(url) < 8192
+    events = [b.meta(url, t=T0), b.mouse_move(t=T0 + 2), b.click(11, t=T0 + 3)]
+    await post(store_gw, b.batch(events, session="long-url", page="p0", seq=0, url=url))
+    folder = Path(store_gw.gateway.config.server.data_dir) / "dead-letter"
+
+    async def set_aside() -> list[Path]:
+        return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+    [info_path] = await until(set_aside)
+    info = json.loads(info_path.read_text())
+    assert info["records"] == 1 and "undecodable" in info["reason"]
+    assert b"long-url" in lz4.frame.decompress(info_path.with_suffix(".lz4").read_bytes())
+    assert await store_gw.spooled() == []
+    assert store_gw.metric("gateway_dead_letters_total", exporter="local") == 1

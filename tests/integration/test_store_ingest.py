@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,8 +14,15 @@ import pytest
 
 from gateway.collect.schema import decode_batch
 from gateway.config import parse_config
-from gateway.pipeline.batcher import CONTENT_TYPE, UpstreamBatch, encode_upstream, new_batch_id
+from gateway.pipeline.batcher import (
+    CONTENT_TYPE,
+    UpstreamBatch,
+    decode_upstream,
+    encode_upstream,
+    new_batch_id,
+)
 from gateway.pipeline.sink import MaskedBatch
+from gateway.store import receiver
 from gateway.store.node import StoreNode
 from tests.integration import batches as b
 from tests.integration.recordings import Api, load_batch, store_config_text
@@ -169,3 +178,68 @@ async def test_get_is_405(node: StoreNode) -> None:
     async with aiohttp.ClientSession() as client, client.get(url) as response:
         assert response.status == 405
         assert response.headers["Allow"] == "POST"
+
+
+async def test_bodies_are_decoded_off_the_event_loop(
+    node: StoreNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decompressing and decoding up to store.max_batch_bytes (64 MiB by default) takes
+    # long enough to stall every other request of the node if it ran on the loop.
+    threads: list[int] = []
+
+    def spy(body: bytes, *, max_decoded: int) -> UpstreamBatch:
+        threads.append(threading.get_ident())
+        return decode_upstream(body, max_decoded=max_decoded)
+
+    monkeypatch.setattr(receiver, "decode_upstream", spy)
+    url, admin = urls(node)
+    batch = upstream_batch(record(0, 0))
+    assert (await send(url, encode_upstream(batch), key=batch.id))[0] == 200
+    assert threads and threading.get_ident() not in threads
+    assert await stored_events(admin) == 3
+
+
+async def test_a_token_that_is_not_utf8_is_401_not_500(node: StoreNode) -> None:
+    url, _ = urls(node)
+    host, port = url.removeprefix("http://").split("/", 1)[0].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"POST /ingest/v1/batches HTTP/1.1\r\nHost: store\r\n"
+            b"Authorization: Bearer \xff\xfe\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        assert (await reader.readline()).split()[1] == b"401"
+    finally:
+        writer.close()
+
+
+async def test_too_many_bodies_at_once_are_503_not_memory(node: StoreNode) -> None:
+    from gateway.store.receiver import MAX_BODIES_IN_FLIGHT
+
+    url, _ = urls(node)
+    host, port = url.split("/")[2].split(":")
+    stalled = []
+    for _ in range(MAX_BODIES_IN_FLIGHT):
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            (
+                f"POST /ingest/v1/batches HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {INGEST_TOKEN}\r\nContent-Type: {CONTENT_TYPE}\r\n"
+                "Idempotency-Key: x\r\nContent-Length: 100000\r\n\r\npartial"
+            ).encode()
+        )
+        await writer.drain()
+        stalled.append(writer)
+    # A probe that would be a 400 if it were read: once all slots hold a body, it is a 503.
+    for _ in range(100):
+        status, answer = await send(url, b"probe", key="probe")
+        if status == 503:
+            break
+        await asyncio.sleep(0.05)
+    assert status == 503 and answer["error"] == "busy"
+    batch = upstream_batch(record(0, 0))
+    for writer in stalled:
+        writer.close()
+    await asyncio.sleep(0.3)
+    assert (await send(url, encode_upstream(batch), key=batch.id))[0] == 200

@@ -388,28 +388,53 @@ async def test_keeps_site_session_page_seq_and_decodes_body(spool: Spool) -> Non
     assert await batcher.next() is None
 
 
-async def test_skips_undecodable_record_and_counts_it(spool: Spool) -> None:
+def over_long_url(seq: int) -> MaskedBatch:
+    """A record that encodes but does not decode: its URL is past the schema's bound (as
+    masking can make it, every short value becoming a longer mask)."""
+    item = masked(seq)
+    item.batch.url = "https://shop.test/?" + "&".join(["a=%2A%2A%2A%2A"] * 1000)
+    assert len(item.batch.url) > 8192
+    return item
+
+
+async def test_undecodable_records_travel_alone_and_no_batch_covers_them(spool: Spool) -> None:
+    # Each record was acknowledged to a browser: an ack that covers one the batch does not
+    # hold would drop it. So a batch closes before such a record, which comes alone.
+    bad = [b"\xc1 not msgpack", _enc.encode({"site": "shop"}), _enc.encode(over_long_url(9))]
     await spool.append(_enc.encode(masked(0)))
-    await spool.append(b"\xc1 not msgpack")
-    await spool.append(_enc.encode({"site": "shop"}))  # msgpack, wrong shape
+    for raw in bad[:2]:
+        await spool.append(raw)
     await spool.append(_enc.encode(masked(1)))
-    await spool.append(b"\xc1 trailing corrupt")
+    await spool.append(bad[2])
     positions = await fill(spool, [])
     batcher = Batcher(spool, node="edge-1", max_wait=0)
-    got = await batcher.next()
-    assert got is not None
-    assert [r.batch.seq for r in got.upstream.records] == [0, 1]
+    got: list[Batched] = []
+    while (one := await batcher.next()) is not None:
+        got.append(one)
+    assert [(b.undecodable != "", [r.batch.seq for r in b.upstream.records]) for b in got] == [
+        (False, [0]),
+        (True, []),
+        (True, []),
+        (False, [1]),
+        (True, []),
+    ]
+    assert [b.last_position for b in got] == positions
     assert batcher.skipped == 3
-    # The last record *included*, not the corrupt one after it.
-    assert got.last_position == positions[3]
-    assert await batcher.next() is None
+    assert "url" in got[4].undecodable
+    for one, raw in zip([got[1], got[2], got[4]], bad, strict=True):
+        # Its body keeps the record's bytes as they are in the spool, for the dead letter.
+        assert raw in lz4.frame.decompress(one.body)
+        with pytest.raises(UpstreamBatchError):
+            decode_upstream(one.body, max_decoded=MiB)
 
 
-async def test_only_corrupt_records_yield_none(spool: Spool) -> None:
+async def test_only_undecodable_records_come_alone(spool: Spool) -> None:
     await spool.append(b"\xc1")
     batcher = Batcher(spool, node="edge-1", max_wait=0.02, poll_interval=0.005)
-    assert await batcher.next() is None
+    got = await batcher.next()
+    assert got is not None and got.undecodable and got.upstream.records == []
     assert batcher.skipped == 1
+    assert await batcher.next() is None
 
 
 async def test_nothing_is_acked_and_rewind_resends(spool: Spool) -> None:

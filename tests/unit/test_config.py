@@ -393,6 +393,7 @@ REFUSALS = {
     "zero sweep": ("[store]\nsweep_interval = -1\n", "store.sweep_interval: "),
     "tiny ingest bound": ("[store]\nmax_batch_bytes = 1000\n", "store.max_batch_bytes: "),
     "tiny upstream batch": ("[upstream]\nbatch_bytes = 10\n", "upstream.batch_bytes: "),
+    "huge upstream batch": ("[upstream]\nbatch_bytes = 100000000\n", "upstream.batch_bytes: "),
     "zero batch wait": ("[upstream]\nbatch_wait = 0\n", "upstream.batch_wait: "),
     "zero export timeout": ("[upstream]\ntimeout = 0\n", "upstream.timeout: "),
     "retry max below initial": (

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import lz4.frame
 import msgspec
 import pytest
 
@@ -595,14 +596,51 @@ async def test_ack_under_way_finishes_when_run_is_stopped(spool: Spool, tmp_path
     assert rig.delivery.delivered == 1 and spool.depth_records == 0
 
 
-async def test_drain_leaves_only_undecodable_records(spool: Spool, tmp_path: Path) -> None:
-    items = await fill(spool, 2)
+async def test_an_undecodable_record_is_set_aside_not_acked_away(
+    spool: Spool, tmp_path: Path
+) -> None:
+    first = await fill(spool, 2)
     await spool.append(b"\xc1 not msgpack")
+    second = await fill(spool, 2, start=2)
     exporter = Scripted()
     rig = Rig(spool, exporter, tmp_path)
     assert await rig.drain() is True
+    assert sent_seqs(exporter.sent) == seqs(first + second)
+    assert all(b.undecodable == "" for b in exporter.sent)  # never sent upstream
+    assert spool.depth_records == 0
+    # Acknowledged to its browser, so kept: a dead letter with the record's bytes.
+    [info_path] = (tmp_path / "dead-letter").glob("*.json")
+    info = json.loads(info_path.read_text())
+    assert info["records"] == 1 and "undecodable" in info["reason"] and info["status"] is None
+    body = info_path.with_suffix(".lz4").read_bytes()
+    assert b"\xc1 not msgpack" in lz4.frame.decompress(body)
+    assert rig.delivery.dead_lettered == 1 and rig.delivery.delivered == 2
+    assert rig.sample("gateway_dead_letters_total", exporter="fake") == 1
+    assert rig.sample("gateway_batches_built_total") == 2  # a set-aside record is no batch
+
+
+async def test_an_undecodable_record_stays_until_its_dead_letter_is_on_disk(
+    spool: Spool, tmp_path: Path
+) -> None:
+    await spool.append(b"\xc1 not msgpack")
+    items = await fill(spool, 1)
+    depth_at_put: list[int] = []
+
+    class FlakyDeadLetters(DeadLetters):
+        async def put(self, batched: Batched, outcome: ExportOutcome) -> Path:
+            depth_at_put.append(spool.depth_records)
+            if len(depth_at_put) == 1:
+                raise OSError(28, "No space left on device")
+            return await super().put(batched, outcome)
+
+    exporter = Scripted()
+    dead = FlakyDeadLetters(tmp_path / "dead-letter")
+    rig = Rig(spool, exporter, tmp_path, dead_letters=dead)
+    assert await rig.drain() is True
+    assert depth_at_put == [2, 2]  # the failed write acked nothing, not even later records
+    assert len(rig.time.sleeps) == 1  # waited before writing it again
     assert sent_seqs(exporter.sent) == seqs(items)
-    assert spool.depth_records == 1  # acked with the next good batch after a restart
+    assert dead.count() == 1 and spool.depth_records == 0
 
 
 async def test_run_survives_a_spool_read_error(

@@ -385,6 +385,21 @@ async def test_sites_are_counted_apart_and_empty_or_timeless_batches_are_ignored
     assert (shop.events, shop.ended_at) == (5, MS + 9)
 
 
+async def test_event_times_no_date_can_show_are_timeless_too(store: RecordingStore) -> None:
+    # Browser clocks are untrusted: a time past year 9999 (or before year 1) cannot be
+    # shown in RFC 3339, so it must not become a recording's start or end.
+    result = await store.ingest(
+        upstream(
+            record([*page_load(MS), click(1e18), click(-1e18)]),
+            record([click(2.6e14), click(-6.3e13)], session="far"),
+        )
+    )
+    assert result.chunks == 1 and result.events == {"shop": 4}
+    got = await only_recording(store)
+    assert (got.events, got.started_at, got.ended_at) == (4, MS, MS + 2)
+    assert timestamps(await store.events_json(got.id)) == [MS, MS, MS + 1, MS + 2]
+
+
 async def test_unknown_ids_and_bad_arguments(store: RecordingStore) -> None:
     assert await store.get("0" * 32) is None
     assert await store.events_json("0" * 32) is None
