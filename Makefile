@@ -25,8 +25,9 @@ debs:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# The recorder bundle: npm packages from package-lock.json, then esbuild.
-# Rebuilt only when the lock file, the build script or a source changes.
+# The recorder bundle and the dashboard/player assets: npm packages from
+# package-lock.json, then esbuild. Rebuilt only when the lock file, the build
+# script or a source changes.
 RECORDER := gateway/web/dist/recorder.js
 NPM_STAMP := node_modules/.installed
 
@@ -36,7 +37,8 @@ $(NPM_STAMP): package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-$(RECORDER): $(NPM_STAMP) gateway/web/build.mjs $(wildcard gateway/web/src/*.js)
+$(RECORDER): $(NPM_STAMP) gateway/web/build.mjs $(wildcard gateway/web/src/*.js) \
+		$(wildcard gateway/web/app/*.js gateway/web/app/*.css)
 	npm run build
 
 run: setup

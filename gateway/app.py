@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from gateway.admin.app import build_admin_app
+from gateway.admin.app import RouteProvider, build_admin_app
 from gateway.collect.handler import CollectEndpoint
 from gateway.collect.quota import SqliteQuotaStore
 from gateway.config import Config, node_name, parse_listen
@@ -122,12 +122,18 @@ class Gateway:
             tls = await bind(
                 edge_runner, self.config.server.tls_listen, "server.tls_listen", context
             )
-        api = None
+        parts: list[RouteProvider] = []
         if self.store is not None:
             quota = self.quota
-            api = self.store.api(used=lambda site, now: quota.usage(site, now))
+            # Usage as the edge's quota counts it: the number that refuses new recordings.
+            parts = self.store.admin_parts(used=lambda site, now: quota.usage(site, now))
         admin_runner = web.AppRunner(
-            build_admin_app(self.metrics, lambda: self._ready, api),
+            build_admin_app(
+                self.metrics,
+                lambda: self._ready,
+                token=lambda: self.config.server.admin_token,
+                parts=parts,
+            ),
             access_log=None,
             shutdown_timeout=ADMIN_SHUTDOWN_SECONDS,
         )

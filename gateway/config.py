@@ -125,6 +125,8 @@ class StoreConfig(_Table):
     max_batch_bytes: int = 64 * 1024 * 1024
     # Seconds between two passes of the finalizer and the retention sweeper.
     sweep_interval: float = 5.0
+    # Days a share link works by default (never past the recording's deletion).
+    share_days: float = 7.0
 
 
 class ConsentCookie(_Table):
@@ -329,7 +331,7 @@ def validate(config: Config) -> None:
         if getattr(upstream, key) < 1:
             raise ConfigError(f"upstream.{key}: must be at least 1")
     store = config.store
-    for key in ("finalize_after", "session_gap", "sweep_interval"):
+    for key in ("finalize_after", "session_gap", "sweep_interval", "share_days"):
         if getattr(store, key) <= 0:
             raise ConfigError(f"store.{key}: must be positive")
     if store.retention_days < 1:

@@ -1,19 +1,29 @@
-"""The admin listener: metrics, health, readiness and, where a store runs, its API."""
+"""The admin listener: metrics, health, readiness and, where a store runs, its API,
+the dashboard and the player."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.admin.auth import admin_guard
 from gateway.edge.errors import json_error
 from gateway.metrics import Metrics
-from gateway.store.api import RecordingsApi
+
+
+class RouteProvider(Protocol):
+    def routes(self) -> list[web.RouteDef]: ...
 
 
 def build_admin_app(
-    metrics: Metrics, ready: Callable[[], bool], api: RecordingsApi | None = None
+    metrics: Metrics,
+    ready: Callable[[], bool],
+    *,
+    token: Callable[[], str],
+    parts: Sequence[RouteProvider] = (),
 ) -> web.Application:
     async def metrics_view(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
@@ -32,12 +42,16 @@ def build_admin_app(
             404, "no_store", "this node forwards to a remote store: ask that node's admin API"
         )
 
-    app = web.Application(middlewares=[api.guard] if api is not None else [])
+    async def no_icon(request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
+
+    app = web.Application(middlewares=[admin_guard(token)])
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    if api is not None:
-        app.add_routes(api.routes())
-    else:
+    app.router.add_get("/favicon.ico", no_icon)
+    for part in parts:
+        app.add_routes(part.routes())
+    if not parts:
         app.router.add_route("*", "/api/{tail:.*}", no_store)
     return app

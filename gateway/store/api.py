@@ -1,6 +1,6 @@
 """The recordings API of the admin listener (ARCHITECTURE.md section 3).
 
-Every route needs the admin bearer token. Times are RFC 3339 UTC with
+Every route needs the admin token (checked by admin/auth.py's guard). Times are RFC 3339 UTC with
 milliseconds; `min_duration` is in seconds; a bad parameter is a 400 whose
 detail names it.
 """
@@ -15,11 +15,10 @@ import msgspec
 from aiohttp import web
 from multidict import MultiMapping
 
-from gateway.admin.auth import check_token
 from gateway.edge.errors import json_error
 from gateway.metrics import Metrics
 from gateway.store.engine import RecordingStore
-from gateway.store.recordings import Recording, RecordingQuery, StoreError
+from gateway.store.recordings import Recording, RecordingQuery
 
 # Recordings started this UTC month for a site, as the quota counts them.
 UsageCounter = Callable[[str, datetime], Awaitable[int]]
@@ -94,14 +93,12 @@ class RecordingsApi:
         self,
         store: RecordingStore,
         *,
-        token: Callable[[], str],
         sites: dict[str, SitePlan],
         used: UsageCounter,
         retention_days: float,
         metrics: Metrics,
     ) -> None:
         self._store = store
-        self._token = token
         self._sites = sites
         self._used = used
         self._retention_s = retention_days * 86400.0
@@ -112,24 +109,10 @@ class RecordingsApi:
             web.get("/api/v1/recordings", self.list_recordings),
             web.get("/api/v1/recordings/{id}", self.one_recording),
             web.get("/api/v1/recordings/{id}/events", self.events),
+            web.get("/api/v1/recordings/{id}/export", self.export),
             web.get("/api/v1/sites/{key}/usage", self.usage),
             web.delete("/api/v1/visitors/{visitor}", self.erase_visitor),
         ]
-
-    @web.middleware
-    async def guard(
-        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
-        """Token on every /api/ call; StoreError becomes a 503, never a stack trace."""
-        if not request.path.startswith("/api/"):
-            return await handler(request)
-        refused = check_token(request, self._token())
-        if refused is not None:
-            return refused
-        try:
-            return await handler(request)
-        except StoreError as exc:
-            return json_error(503, "store_unavailable", str(exc), headers={"Retry-After": "5"})
 
     async def list_recordings(self, request: web.Request) -> web.Response:
         try:
@@ -137,16 +120,14 @@ class RecordingsApi:
             found, cursor = await self._store.list(query)
         except ValueError as exc:
             return json_error(400, "bad_request", str(exc))
-        body = RecordingList([self._view(r) for r in found], cursor)
+        body = RecordingList([self.view(r) for r in found], cursor)
         return web.Response(body=_encoder.encode(body), content_type="application/json")
 
     async def one_recording(self, request: web.Request) -> web.Response:
         found = await self._store.get(request.match_info["id"])
         if found is None:
             return _no_recording(request)
-        return web.Response(
-            body=_encoder.encode(self._view(found)), content_type="application/json"
-        )
+        return web.Response(body=_encoder.encode(self.view(found)), content_type="application/json")
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         body = await self._store.events_json(request.match_info["id"])
@@ -154,6 +135,23 @@ class RecordingsApi:
             return _no_recording(request)
         response = web.Response(body=body, content_type="application/json")
         response.enable_compression()  # large arrays compress about 10 to 1
+        return response
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        """The events as JSON lines, one rrweb event a line, as a file download."""
+        recording_id = request.match_info["id"]
+        body = await self._store.events_json(recording_id)
+        if body is None:
+            return _no_recording(request)
+        lines = b"".join(_encoder.encode(e) + b"\n" for e in msgspec.json.decode(body))
+        response = web.Response(
+            body=lines,
+            content_type="application/x-ndjson",
+            headers={
+                "Content-Disposition": f'attachment; filename="recording-{recording_id}.jsonl"'
+            },
+        )
+        response.enable_compression()
         return response
 
     async def usage(self, request: web.Request) -> web.Response:
@@ -216,7 +214,7 @@ class RecordingsApi:
             cursor=text("cursor"),
         )
 
-    def _view(self, r: Recording) -> RecordingView:
+    def view(self, r: Recording) -> RecordingView:
         return RecordingView(
             id=r.id,
             site=r.site,

@@ -43,7 +43,12 @@ class StoreNode:
         self._runners.append(ingest_runner)
         ingest = await bind(ingest_runner, self.config.server.listen, "server.listen")
         admin_runner = web.AppRunner(
-            build_admin_app(self.metrics, lambda: self._ready, self.service.api()),
+            build_admin_app(
+                self.metrics,
+                lambda: self._ready,
+                token=lambda: self.config.server.admin_token,
+                parts=self.service.admin_parts(),
+            ),
             access_log=None,
             shutdown_timeout=ADMIN_SHUTDOWN_SECONDS,
         )

@@ -10,12 +10,17 @@ import contextlib
 from datetime import datetime
 from pathlib import Path
 
+from gateway.admin.app import RouteProvider
+from gateway.admin.pages import Pages
+from gateway.admin.session import SessionApi
 from gateway.config import Config
 from gateway.metrics import Metrics
 from gateway.store.api import RecordingsApi, SitePlan, UsageCounter
 from gateway.store.engine import RecordingStore
 from gateway.store.ingest import MeteredIngest
 from gateway.store.lifecycle import Sweeper
+from gateway.store.share_api import ShareApi
+from gateway.store.shares import ShareStore
 
 
 def store_directory(config: Config) -> Path:
@@ -23,9 +28,12 @@ def store_directory(config: Config) -> Path:
 
 
 class StoreService:
-    def __init__(self, config: Config, store: RecordingStore, metrics: Metrics) -> None:
+    def __init__(
+        self, config: Config, store: RecordingStore, shares: ShareStore, metrics: Metrics
+    ) -> None:
         self.config = config
         self.store = store
+        self.shares = shares
         self.ingest = MeteredIngest(store, metrics)
         self._metrics = metrics
         self._sweeper = Sweeper(
@@ -42,21 +50,35 @@ class StoreService:
         directory = store_directory(config)
         directory.mkdir(parents=True, exist_ok=True)
         store = await RecordingStore.open(directory, session_gap=config.store.session_gap)
-        service = cls(config, store, metrics)
+        try:
+            shares = await ShareStore.open(directory)
+        except BaseException:
+            await store.close()
+            raise
+        service = cls(config, store, shares, metrics)
         service._task = asyncio.create_task(service._sweeper.run(), name="store-sweeper")
         return service
 
-    def api(self, used: UsageCounter | None = None) -> RecordingsApi:
-        """The admin API; `used` counts this month's recordings (default: the store's count)."""
+    def admin_parts(self, used: UsageCounter | None = None) -> list[RouteProvider]:
+        """API, share links, sign-in and pages; `used` counts this month's recordings
+        (default: the store's own count)."""
         sites = {s.key: SitePlan(plan=s.plan, limit=s.limit) for s in self.config.sites}
-        return RecordingsApi(
+        api = RecordingsApi(
             self.store,
-            token=lambda: self.config.server.admin_token,
             sites=sites,
             used=used or self._created_this_month,
             retention_days=self.config.store.retention_days,
             metrics=self._metrics,
         )
+        shares = ShareApi(
+            self.store,
+            self.shares,
+            view=api.view,
+            default_days=self.config.store.share_days,
+            retention_days=self.config.store.retention_days,
+        )
+        session = SessionApi(lambda: self.config.server.admin_token, self.config.sites)
+        return [api, shares, session, Pages()]
 
     async def _created_this_month(self, site: str, now: datetime) -> int:
         return await self.store.created_in_month(site, now.strftime("%Y-%m"))
@@ -67,4 +89,5 @@ class StoreService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.shares.close()
         await self.store.close()

@@ -75,3 +75,64 @@ if (imports.length) throw new Error(`external imports left: ${imports.map((i) =>
 const size = (await stat(outfile)).size;
 const gz = gzipSync(code, { level: 9 }).length;
 console.log(`${relative(root, outfile)}: ${size} bytes, ${gz} gzipped`);
+
+// ---- The admin pages' assets (dashboard and session player) ----------------
+// gateway/web/app/ -> dist/dashboard.js, dist/player.js (minified IIFEs,
+// ES2020, no source map), dist/app.css, dist/rrweb.css (rrweb's replayer
+// CSS). The player takes the whole rrweb, unpatched: the record-only
+// plugin above is the recorder's alone.
+const { readdir } = await import("node:fs/promises");
+const appDir = join(here, "app");
+const distDir = join(here, "dist");
+const appResult = await esbuild.build({
+  absWorkingDir: root,
+  entryPoints: { dashboard: join(appDir, "dashboard.js"), player: join(appDir, "player.js") },
+  outdir: distDir,
+  bundle: true,
+  format: "iife",
+  platform: "browser",
+  target: "es2020",
+  minify: true,
+  sourcemap: false,
+  legalComments: "none",
+  charset: "utf8",
+  define: { "process.env.NODE_ENV": '"production"' },
+  banner: { js: "/*! recording gateway admin pages; the player includes rrweb (MIT, github.com/rrweb-io/rrweb) */" },
+  metafile: true,
+  logLevel: "warning",
+});
+await esbuild.build({
+  absWorkingDir: root,
+  entryPoints: { app: join(appDir, "app.css"), rrweb: join(root, "node_modules", "rrweb", "dist", "style.css") },
+  outdir: distDir,
+  bundle: true,
+  minify: true,
+  sourcemap: false,
+  legalComments: "none",
+  charset: "utf8",
+  logLevel: "warning",
+});
+
+// Our sources never parse strings as HTML or code (recordings hold visitors'
+// text); rrweb's own code is checked for eval in the bundle.
+for (const name of await readdir(appDir)) {
+  if (!name.endsWith(".js")) continue;
+  const source = await readFile(join(appDir, name), "utf8");
+  const bad = ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"].filter((s) =>
+    source.includes(s),
+  );
+  if (bad.length) throw new Error(`gateway/web/app/${name} uses ${bad.join(", ")}`);
+}
+const appImports = Object.values(appResult.metafile.outputs).flatMap((o) => o.imports || []);
+if (appImports.length) throw new Error(`external imports left: ${appImports.map((i) => i.path).join(", ")}`);
+for (const name of ["dashboard.js", "player.js", "app.css", "rrweb.css"]) {
+  const file = join(distDir, name);
+  const text = await readFile(file, "utf8");
+  // PostCSS inside rrweb mentions "sourceMappingURL" in regexes: only a
+  // trailing source map comment counts.
+  const found = ["eval(", "new Function("].filter((s) => text.includes(s));
+  if (/[#@] sourceMappingURL=\S*\s*(\*\/)?\s*$/.test(text)) found.push("a source map comment");
+  if (found.length) throw new Error(`forbidden in ${name}: ${found.join(", ")}`);
+  const appGz = gzipSync(text, { level: 9 }).length;
+  console.log(`${relative(root, file)}: ${(await stat(file)).size} bytes, ${appGz} gzipped`);
+}

@@ -47,7 +47,12 @@ def _stale() -> bool:
     if not BUNDLE.is_file():
         return True
     built = BUNDLE.stat().st_mtime
-    sources = [*(WEB / "src").glob("*.js"), WEB / "build.mjs", ROOT / "package-lock.json"]
+    sources = [
+        *(WEB / "src").glob("*.js"),
+        *(WEB / "app").glob("*.*"),
+        WEB / "build.mjs",
+        ROOT / "package-lock.json",
+    ]
     return any(p.stat().st_mtime > built for p in sources)
 
 
@@ -63,7 +68,14 @@ def bundle() -> str:
 
 
 def test_one_small_file(bundle: str) -> None:
-    assert sorted(p.name for p in DIST.iterdir()) == ["recorder.js"]
+    # The recorder plus the dashboard's own assets, nothing else (no chunks, no maps).
+    assert sorted(p.name for p in DIST.iterdir()) == [
+        "app.css",
+        "dashboard.js",
+        "player.js",
+        "recorder.js",
+        "rrweb.css",
+    ]
     size = BUNDLE.stat().st_size
     assert 20_000 < size < MAX_BYTES, size
 
