@@ -101,6 +101,7 @@ async def make_shop(tmp_path: Path) -> AsyncIterator[ShopFactory]:
         server: str = "",
         upstream: str = HELD_IN_SPOOL,
         store: str = "",
+        site: str = "",
     ) -> Shop:
         runner, port = await serve(origin_app or build_demo_origin())
         runners.append(runner)
@@ -122,6 +123,7 @@ data_dir = "{tmp_path / f"data{len(gateways)}"}"
 key = "demo"
 hosts = ["localhost", "127.0.0.1"]
 origin = "http://127.0.0.1:{port}"
+{site}
 
 [sites.recording]
 exclude = {list(exclude)!r}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 from typing import Any
 
@@ -17,11 +18,12 @@ TOKEN = "dashboard-test-token"
 MASK = "********"
 
 
-async def recorded_shop(make_shop: ShopFactory) -> Shop:
+async def recorded_shop(make_shop: ShopFactory, site: str = "") -> Shop:
     return await make_shop(
         server=f'admin_token = "{TOKEN}"',
         upstream="batch_wait = 0.1",
         store="finalize_after = 1.0\nsweep_interval = 0.2",
+        site=site,
     )
 
 
@@ -169,3 +171,38 @@ async def test_a_share_link_stops_working_when_it_expires(
     await page.reload()
     await expect(page.locator("body[data-state=error]")).to_be_attached(timeout=10_000)
     await stranger.close()
+
+
+async def test_empty_state_then_limit_reached_on_a_phone(
+    browser: Browser, make_shop: ShopFactory
+) -> None:
+    shop = await recorded_shop(make_shop, site="monthly_limit = 1")
+    context = await new_context(browser, viewport={"width": 390, "height": 844})
+    page = await context.new_page()
+    await sign_in(page, shop)
+    empty = page.get_by_test_id("empty-state")
+    await expect(empty).to_be_visible()
+    for reason in ("3 minutes", "limit", "another session recorder", "consent", "activity"):
+        await expect(empty).to_contain_text(re.compile(reason, re.IGNORECASE))
+    await expect(page.get_by_test_id("limit-warning")).to_be_hidden()
+
+    await visit_the_shop(browser, shop)
+    await finalized_recordings(shop)
+    await page.reload()
+    await expect(page.get_by_test_id("recording-row")).to_have_count(1)
+    warning = page.get_by_test_id("limit-warning")
+    await expect(warning).to_be_visible()
+    await expect(warning).to_contain_text("1")  # no new recordings until the 1st
+    # Usable on a phone: nothing wider than the screen.
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+
+    # The player on the phone: fits, and plays from the keyboard.
+    await page.get_by_test_id("recording-row").first.locator("a").first.click()
+    await expect(page.locator("body[data-state=ready]")).to_be_attached(timeout=20_000)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    before = await page.get_by_test_id("current-time").inner_text()
+    await page.locator("body").press("Space")
+    await expect(page.get_by_test_id("play")).to_have_text("Pause")
+    await asyncio.sleep(1.5)
+    assert await page.get_by_test_id("current-time").inner_text() != before
+    await context.close()
