@@ -88,6 +88,8 @@ async def test_a_visit_is_found_filtered_played_and_shared(
     rows = page.get_by_test_id("recording-row")
     await expect(rows).to_have_count(1)
     await expect(rows.first).to_contain_text("/signup")
+    await expect(rows.first).to_contain_text(f"+{len(recording['pages']) - 1}")  # more pages
+    await expect(rows.first).to_contain_text(str(recording["events"]))
     await expect(page.get_by_test_id("usage")).to_contain_text("10")  # limit of the plan
 
     # Filters narrow the list and live in the URL.
