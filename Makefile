@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 
-.PHONY: setup run test lint debs recorder clean
+.PHONY: setup run test lint debs recorder bench clean
 
 setup: $(STAMP) debs recorder
 
@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests use: nginx serves gzip files for the compression
-# tests; chromium runs the browser tests (Playwright drives it, never downloads one).
+# tests and is the reference of the benchmarks; chromium runs the browser tests
+# (Playwright drives it, never downloads one); wrk drives the benchmarks.
 debs:
 	@missing=""; command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -43,6 +45,10 @@ $(RECORDER): $(NPM_STAMP) gateway/web/build.mjs $(wildcard gateway/web/src/*.js)
 
 run: setup
 	$(BIN)/gateway demo
+
+# Every benchmark scenario side by side (about 8 minutes): benchmarks/results/<date>.*
+bench: setup
+	$(BIN)/python -m benchmarks.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

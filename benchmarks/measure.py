@@ -1,0 +1,69 @@
+"""Numbers about processes while they work: peak RSS, CPU seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass
+class Usage:
+    peak_rss_bytes: int = 0
+    cpu_seconds: float = 0.0
+
+
+def rss(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            total += psutil.Process(pid).memory_info().rss
+    return total
+
+
+def _cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+@contextmanager
+def watching(pids: list[int], interval: float = 0.05) -> Iterator[Usage]:
+    """Samples RSS every `interval` seconds and counts CPU seconds while the block runs."""
+    usage = Usage(peak_rss_bytes=rss(pids))
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(interval):
+            usage.peak_rss_bytes = max(usage.peak_rss_bytes, rss(pids))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    cpu_before = _cpu(pids)
+    thread.start()
+    try:
+        yield usage
+    finally:
+        stop.set()
+        thread.join()
+        usage.cpu_seconds = _cpu(pids) - cpu_before
+        usage.peak_rss_bytes = max(usage.peak_rss_bytes, rss(pids))
+
+
+def wait_until(predicate: Callable[[], bool], within: float, interval: float = 0.1) -> float:
+    """Seconds until `predicate()` was true (or `within` if it never was)."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        if predicate():
+            break
+        time.sleep(interval)
+    return time.monotonic() - started

@@ -1,0 +1,226 @@
+"""The scenarios: each runs its systems side by side, interleaved run by run, so that
+the machine's noise falls on every system alike; results are medians with spread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.measure import rss, wait_until, watching
+from benchmarks.openloop import open_loop
+from benchmarks.stats import Spread
+from benchmarks.systems import Server
+from benchmarks.wrk import WrkResult, get_script, post_script, run_wrk
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+COLLECT_PATH = "/__rec/v1/batch"
+
+
+@dataclass(frozen=True)
+class Settings:
+    runs: int = 3
+    seconds: float = 5.0
+    connections: int = 32
+    big_bytes: int = 100 * 1024 * 1024
+    latency_rate: float = 1000.0
+    latency_seconds: float = 10.0
+
+
+@dataclass
+class SystemResult:
+    rps: Spread
+    p99_ms: Spread
+    bytes_per_second: Spread
+    errors: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rps": self.rps.__dict__,
+            "p99_ms": self.p99_ms.__dict__,
+            "bytes_per_second": self.bytes_per_second.__dict__,
+            "errors": self.errors,
+            **self.extra,
+        }
+
+
+def closed_loop(
+    systems: list[Server],
+    path: str,
+    settings: Settings,
+    *,
+    headers: dict[str, str] | None = None,
+    script: Path | None = None,
+    work: Path,
+    watch: Server | None = None,
+) -> dict[str, SystemResult]:
+    """wrk against each system, `settings.runs` times, systems interleaved (rotated)."""
+    script = script or get_script(work, headers or {})
+    runs: dict[str, list[WrkResult]] = {s.name: [] for s in systems}
+    usage: dict[str, list[tuple[int, float, int]]] = {s.name: [] for s in systems}
+    for system in systems:  # warm-up: pools, caches, JIT-free but lazy imports
+        run_wrk(system.url + path, script, connections=settings.connections, seconds=1)
+    for index in range(settings.runs):
+        order = systems[index % len(systems) :] + systems[: index % len(systems)]
+        for system in order:
+            with watching(system.busy_pids) as seen:
+                result = run_wrk(
+                    system.url + path,
+                    script,
+                    connections=settings.connections,
+                    seconds=settings.seconds,
+                )
+            runs[system.name].append(result)
+            usage[system.name].append((seen.peak_rss_bytes, seen.cpu_seconds, result.requests))
+    out: dict[str, SystemResult] = {}
+    for system in systems:
+        results = runs[system.name]
+        peaks = [u[0] for u in usage[system.name]]
+        cpu_per_k = [u[1] / u[2] * 1000 for u in usage[system.name] if u[2]]
+        out[system.name] = SystemResult(
+            rps=Spread.of([r.rps for r in results]),
+            p99_ms=Spread.of([r.p99_ms for r in results]),
+            bytes_per_second=Spread.of([r.bytes_per_second for r in results]),
+            errors=sum(r.errors + r.status_errors for r in results),
+            extra={
+                "peak_rss_mib": round(max(peaks) / 2**20, 1),
+                "cpu_seconds_per_1000_requests": Spread.of(cpu_per_k).__dict__
+                if cpu_per_k
+                else None,
+            },
+        )
+    return out
+
+
+def download(systems: list[Server], path: str, settings: Settings) -> dict[str, SystemResult]:
+    """One client (curl) downloads the big file; throughput and the peak RSS of the server."""
+    speeds: dict[str, list[float]] = {s.name: [] for s in systems}
+    peaks: dict[str, int] = {s.name: 0 for s in systems}
+    for index in range(settings.runs):
+        order = systems[index % len(systems) :] + systems[: index % len(systems)]
+        for system in order:
+            with watching(system.busy_pids, interval=0.02) as seen:
+                done = subprocess.run(
+                    [
+                        "curl",
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{size_download} %{time_total}",
+                        system.url + path,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=True,
+                )
+            size, seconds = done.stdout.split()
+            if int(size) != settings.big_bytes:
+                raise RuntimeError(
+                    f"{system.name}: downloaded {size} of {settings.big_bytes} bytes"
+                )
+            speeds[system.name].append(int(size) / float(seconds))
+            peaks[system.name] = max(peaks[system.name], seen.peak_rss_bytes)
+    return {
+        name: SystemResult(
+            rps=Spread.of([v / settings.big_bytes for v in values]),
+            p99_ms=Spread.of([settings.big_bytes / v * 1000 for v in values]),
+            bytes_per_second=Spread.of(values),
+            extra={"peak_rss_mib": round(peaks[name] / 2**20, 1)},
+        )
+        for name, values in speeds.items()
+    }
+
+
+def fixture_body(name: str) -> tuple[str, int]:
+    """A recorder batch as the browser sent it, with a per-request session placeholder."""
+    batch = json.loads((FIXTURES / f"{name}.json").read_text())
+    batch["session"] = "__SESSION__"
+    batch["seq"] = 0
+    return json.dumps(batch, separators=(",", ":"), ensure_ascii=False), len(batch["events"])
+
+
+def collect(
+    gateway: Server, ceiling: Server, settings: Settings, work: Path
+) -> dict[str, dict[str, Any]]:
+    """Recorder batches through masking, spool, lz4 and the embedded store, against a
+    handler that only reads the body. The gateway's figure counts batches it stored and
+    the time its store took to take them all in (the spool drained)."""
+    results: dict[str, dict[str, Any]] = {}
+    for fixture in ("full_snapshot", "incremental"):
+        body, events = fixture_body(fixture)
+        script = post_script(work, fixture, COLLECT_PATH, body)
+        stored_before = _metric(gateway, "gateway_collect_batches_total", 'outcome="stored"')
+        measured = closed_loop([ceiling, gateway], "", settings, script=script, work=work)
+        for result in measured.values():
+            # What counts here is the request bodies taken in, not the short answers.
+            result.bytes_per_second = Spread.of(
+                [rps * len(body.encode()) for rps in result.rps.runs]
+            )
+        # wrk's URL carries the path for GETs; the Lua script sets it for these POSTs.
+        stored = _metric(gateway, "gateway_collect_batches_total", 'outcome="stored"') - (
+            stored_before
+        )
+        drain = wait_until(lambda: _metric(gateway, "gateway_spool_batches", "") == 0, 300)
+        sent_seconds = settings.seconds * settings.runs + 1  # the runs and the warm-up
+        results[fixture] = {
+            "body_bytes": len(body.encode()),
+            "events_per_batch": events,
+            "systems": {name: r.as_json() for name, r in measured.items()},
+            "gateway_stored_batches": stored,
+            "gateway_store_drain_seconds": round(drain, 2),
+            "gateway_end_to_end_events_per_second": round(
+                stored * events / (sent_seconds + drain), 1
+            ),
+            "bytes_per_second_ratio": measured["gateway"].bytes_per_second.median
+            / measured[ceiling.name].bytes_per_second.median,
+        }
+    return results
+
+
+def _metric(gateway: Server, name: str, labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/metrics") as answer:
+        text = answer.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (not labels or labels in line) and not line.startswith("#"):
+            head = line.split(" ", 1)[0]
+            if head == name or head.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def added_latency(direct: Server, gateway: Server, path: str, settings: Settings) -> dict[str, Any]:
+    """Open loop at a fixed rate (wrk2-style, latency from the scheduled send time)."""
+    out: dict[str, Any] = {"rate": settings.latency_rate, "seconds": settings.latency_seconds}
+    for system in (direct, gateway):
+        result = asyncio.run(
+            open_loop(
+                "127.0.0.1",
+                system.port,
+                path,
+                rate=settings.latency_rate,
+                duration=settings.latency_seconds,
+            )
+        )
+        out[system.name] = {
+            "p50_ms": round(result.percentile(50), 3),
+            "p99_ms": round(result.percentile(99), 3),
+            "completed": result.completed,
+            "errors": result.errors,
+        }
+    out["added_p50_ms"] = round(out[gateway.name]["p50_ms"] - out[direct.name]["p50_ms"], 3)
+    out["added_p99_ms"] = round(out[gateway.name]["p99_ms"] - out[direct.name]["p99_ms"], 3)
+    return out
+
+
+def idle_rss_mib(server: Server) -> float:
+    time.sleep(1)
+    return round(rss(server.busy_pids) / 2**20, 1)

@@ -1,0 +1,66 @@
+"""The benchmark harness runs end to end (the short version of `make bench`).
+
+No speed is asserted here (speed targets live in benchmarks/, as ratios measured
+side by side); this shows the harness works: every system answers, the gateway
+injects and stores under load, and the results, table and chart are written.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(300)
+def test_quick_benchmark_run_writes_results(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--only",
+            "1,4,5,6",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [result_file] = tmp_path.glob("*.json")
+    results = json.loads(result_file.read_text())
+    s1 = results["scenarios"]["1_html_injected"]
+    assert set(s1) == {
+        "origin-direct",
+        "nginx-proxy",
+        "nginx-sub_filter",
+        "aiohttp-ceiling",
+        "naive-aiohttp-proxy",
+        "gateway",
+    }
+    for name, system in s1.items():
+        assert system["rps"]["median"] > 0, name
+        assert system["errors"] == 0, name
+    assert results["scenarios"]["4_download_100mib"]["gateway"]["peak_rss_mib"] > 0
+    for fixture in ("full_snapshot", "incremental"):
+        row = results["scenarios"]["5_collect"][fixture]
+        assert row["systems"]["gateway"]["errors"] == 0
+        # Every batch the gateway answered was stored, and its store took them all in.
+        assert row["gateway_stored_batches"] > 0
+        assert row["gateway_end_to_end_events_per_second"] > 0
+    latency = results["scenarios"]["6_added_latency"]
+    assert latency["gateway"]["errors"] == 0 and latency["gateway"]["completed"] > 0
+    assert {t["what"][:2] for t in results["targets"]} >= {"1:", "4:", "5:", "6:"}
+    table = result_file.with_suffix(".md").read_text()
+    assert "| gateway |" in table and "**Targets**" in table
+    assert result_file.with_suffix(".png").stat().st_size > 10_000
