@@ -5,12 +5,15 @@ at most the head of the page, bounded by `scan_limit`): then either the page
 goes out exactly as the origin sent it (raw bytes, original Content-Length,
 ETag and encoding), or with the tag, re-encoded for the client, its length
 dropped and its validators marked (validators.py). The rest of the body then
-streams chunk by chunk with an encoder flush per chunk.
+streams chunk by chunk with an encoder flush per chunk; except that a page the
+origin declared small is read whole first and sent in one write with its new
+Content-Length (fewer syscalls and no chunked framing on the common case).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -32,6 +35,10 @@ from gateway.edge.responses import RelayedResponse
 from gateway.edge.sites import Site
 from gateway.edge.validators import add_vary, mark_injected
 from gateway.metrics import Metrics
+
+# Pages the origin declares at most this long are gathered and sent in one write
+# (as long as they decode to at most four times as much).
+SMALL_PAGE_BYTES = 256 * 1024
 
 
 class _CspDecision:
@@ -179,11 +186,49 @@ async def relay_injected(
     if csp.plan is not None:
         _replace_csp(headers, csp.plan)
     response = RelayedResponse(status=origin.status, reason=origin.reason, headers=headers)
-    await response.prepare(request)
     body = _encoded(make_encoder(coding), decoder, b"".join(ready), pending, origin)
+    if origin.content_length is not None and origin.content_length <= SMALL_PAGE_BYTES:
+        gathered = await _gather(body, SMALL_PAGE_BYTES * 4)
+        if gathered.complete:
+            # A small page goes out in one write with its length: no chunks, fewer syscalls.
+            response.content_length = sum(len(p) for p in gathered.parts)
+        body = gathered.replay(body)
+    await response.prepare(request)
     if await stream_body(request, ClientSender(response, idle), body, site, metrics):
         await response.write_eof()
     return response
+
+
+@dataclass
+class _Gathered:
+    parts: list[bytes]
+    complete: bool
+    error: BaseException | None
+
+    async def replay(self, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """What was gathered (as one piece), then the rest or the error that stopped it."""
+        if self.parts:
+            yield b"".join(self.parts)
+        if self.error is not None:
+            raise self.error
+        if not self.complete:
+            async for part in rest:
+                yield part
+
+
+async def _gather(body: AsyncIterator[bytes], limit: int) -> _Gathered:
+    """Read `body` to its end unless it grows past `limit` or fails (kept for replay)."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for part in body:
+            parts.append(part)
+            size += len(part)
+            if size > limit:
+                return _Gathered(parts, complete=False, error=None)
+    except Exception as exc:  # replayed to stream_body, which handles it as before
+        return _Gathered(parts, complete=False, error=exc)
+    return _Gathered(parts, complete=True, error=None)
 
 
 async def _encoded(

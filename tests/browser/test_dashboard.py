@@ -133,7 +133,8 @@ async def test_a_visit_is_found_filtered_played_and_shared(
     href = await page.get_by_test_id("download").get_attribute("href")
     assert href == f"/api/v1/recordings/{recording['id']}/export"
 
-    # Share: a link that opens without the token, read-only.
+    # Share: a link that opens without the token, read-only; the page says what it shares.
+    await expect(page.locator("body")).to_contain_text("personal data")
     await page.get_by_test_id("share").click()
     share_url = await page.get_by_test_id("share-url").input_value()
     assert share_url.startswith(shop.admin_url + "/share/")
