@@ -65,7 +65,8 @@ def markdown(results: dict[str, Any]) -> str:
     if collect:
         lines += [
             "**5. Collect endpoint: recorder batches (captured from the real recorder in "
-            "Chromium) through masking, spool, lz4 and the embedded store**",
+            "Chromium) through masking, spool, lz4 and the embedded store; a full snapshot "
+            "starts each recording, incremental batches come 20 to a recording**",
             "",
             "| batch | body bytes | events | system | batches/s | MB/s | stored | "
             "store drained after | end-to-end events/s |",

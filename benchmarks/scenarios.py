@@ -143,7 +143,7 @@ def fixture_body(name: str) -> tuple[str, int]:
     """A recorder batch as the browser sent it, with a per-request session placeholder."""
     batch = json.loads((FIXTURES / f"{name}.json").read_text())
     batch["session"] = "__SESSION__"
-    batch["seq"] = 0
+    batch["seq"] = "__SEQ__"  # a number once the Lua script fills it in
     return json.dumps(batch, separators=(",", ":"), ensure_ascii=False), len(batch["events"])
 
 
@@ -154,9 +154,10 @@ def collect(
     handler that only reads the body. The gateway's figure counts batches it stored and
     the time its store took to take them all in (the spool drained)."""
     results: dict[str, dict[str, Any]] = {}
-    for fixture in ("full_snapshot", "incremental"):
+    # A full snapshot starts each recording; incremental batches come 20 to a recording.
+    for fixture, per_session in (("full_snapshot", 1), ("incremental", 20)):
         body, events = fixture_body(fixture)
-        script = post_script(work, fixture, COLLECT_PATH, body)
+        script = post_script(work, fixture, COLLECT_PATH, body, per_session)
         stored_before = _metric(gateway, "gateway_collect_batches_total", 'outcome="stored"')
         measured = closed_loop([ceiling, gateway], "", settings, script=script, work=work)
         for result in measured.values():
@@ -172,6 +173,7 @@ def collect(
         sent_seconds = settings.seconds * settings.runs + 1  # the runs and the warm-up
         results[fixture] = {
             "body_bytes": len(body.encode()),
+            "batches_per_recording": per_session,
             "events_per_batch": events,
             "systems": {name: r.as_json() for name, r in measured.items()},
             "gateway_stored_batches": stored,

@@ -20,8 +20,9 @@ done = function(summary, latency, requests)
 end
 """
 
-# POSTs of a JSON body whose "__SESSION__" becomes a new session id on every request:
-# each batch starts a recording of its own, so nothing is refused as a duplicate.
+# POSTs of a JSON body whose "__SESSION__" and "__SEQ__" are filled per request: every
+# __PER_SESSION__ requests start a new recording (sequence numbers 0, 1, ... within it),
+# so nothing is refused as a duplicate.
 _POST = r"""
 local counter = 0
 local thread_id = 0
@@ -43,7 +44,9 @@ init = function(args)
 end
 request = function()
   counter = counter + 1
-  local body = template:gsub("__SESSION__", prefix .. "-" .. thread_id .. "-" .. counter, 1)
+  local session = prefix .. "-" .. thread_id .. "-" .. math.floor((counter - 1) / __PER_SESSION__)
+  local seq = tostring((counter - 1) % __PER_SESSION__)
+  local body = template:gsub("__SESSION__", session, 1):gsub('"__SEQ__"', seq, 1)
   return wrk.format(nil, "__PATH__", nil, body)
 end
 """
@@ -76,12 +79,14 @@ def wrk_binary() -> str:
     return found
 
 
-def post_script(work: Path, name: str, path: str, body: str) -> Path:
-    """A Lua script that POSTs `body` (with __SESSION__ replaced per request) to `path`."""
+def post_script(work: Path, name: str, path: str, body: str, per_session: int = 1) -> Path:
+    """A Lua script that POSTs `body` to `path`, "__SESSION__" and "__SEQ__" filled in
+    per request, `per_session` batches to a recording."""
     if "]==]" in body:
         raise ValueError("body cannot hold the Lua long-string terminator")
     script = work / f"{name}.lua"
-    script.write_text(_POST.replace("__BODY__", body).replace("__PATH__", path) + _DONE)
+    lua = _POST.replace("__PER_SESSION__", str(per_session)).replace("__PATH__", path)
+    script.write_text(lua.replace("__BODY__", body) + _DONE)
     return script
 
 

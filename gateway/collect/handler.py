@@ -233,17 +233,20 @@ class CollectEndpoint:
             return refusal
         moment = datetime.fromtimestamp(now, UTC)
         limit = site.config.limit
-        if not await self._quota.started(site.key, batch.session, moment):
-            if not context.has_activity:
-                # A recording starts with a visitor's own activity, never before.
-                return Refusal.NO_ACTIVITY
-            # Session ids are the client's choice: bound how fast one address
-            # opens new recordings, so nobody can burn a site's monthly quota.
-            wait = self._new_sessions.take(_rate_key(peer), now)
-            if wait:
-                return wait
+        running = await self._quota.started(site.key, batch.session, moment)
+        if running:
+            return None  # counted when it started; its later batches go on
+        if not context.has_activity:
+            # A recording starts with a visitor's own activity, never before.
+            return Refusal.NO_ACTIVITY
+        # Session ids are the client's choice: bound how fast one address
+        # opens new recordings, so nobody can burn a site's monthly quota.
+        wait = self._new_sessions.take(_rate_key(peer), now)
+        if wait:
+            return wait
         if not await self._quota.try_start(site.key, batch.session, limit, moment):
             return Refusal.QUOTA
+        # The gauges move only when a recording starts: no database call per batch.
         self._metrics.quota_limit.labels(site=site.key).set(limit)
         self._metrics.quota_used.labels(site=site.key).set(
             await self._quota.usage(site.key, moment)

@@ -219,6 +219,7 @@ _SEP = r"[._/\s\u00a0\u200b-\u200d\u2060\u2010-\u2015-]{0,3}"
 _NUMBER = re.compile(r"[+(]?\d(?:[\s().,/+\u2010-\u2015-]{0,3}\d)+")
 _CARD_RUN = re.compile(r"\d(?:" + _SEP + r"\d){12,}")
 _DIGITS = re.compile(r"\d+")
+_ANY_DIGIT = re.compile(r"\d")
 _URL_SUSPECT = re.compile(
     r"[?#@%\uff20\ufe6b]|\d(?:" + _SEP + r"\d){12}|[A-Za-z0-9_-]{16}", re.IGNORECASE
 )
@@ -765,8 +766,12 @@ class PageMasker:
 
     def _text(self, text: str, numbers: bool = True) -> str:
         """Emails and numbers as the site says; card numbers always."""
+        if not text or text.isspace():  # most text nodes: the blanks between elements
+            return text
         if self.rules.emails and _AT.search(text):
             text = self._emails(text)
+        if not _ANY_DIGIT.search(text):  # numbers and card numbers both need a digit
+            return text
         if numbers and self.rules.numbers:  # a card number is a run of digits too
             text, count = _NUMBER.subn(MASK, text)
             if count:
