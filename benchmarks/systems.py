@@ -80,15 +80,17 @@ def _spawn(
     return Server(name, port, proc, log)
 
 
-def _nginx_children(pid: int) -> list[int]:
+def _children(pid: int, count: int = 1) -> list[int]:
+    """The worker processes of a master (nginx, `gateway serve --workers N`)."""
     import psutil
 
-    for _ in range(50):
+    children: list[int] = []
+    for _ in range(100):
         children = [c.pid for c in psutil.Process(pid).children()]
-        if children:
-            return children
+        if len(children) >= count:
+            break
         time.sleep(0.05)
-    return []
+    return children
 
 
 def _nginx(name: str, server_block: str, work: Path, port: int, upstream: str = "") -> Server:
@@ -123,7 +125,7 @@ http {{
     server = _spawn(
         name, [nginx, "-c", str(conf), "-e", str(work / f"{name}.error.log")], port, work
     )
-    server.workers = _nginx_children(server.proc.pid)
+    server.workers = _children(server.proc.pid)
     return server
 
 
@@ -181,17 +183,18 @@ def naive_proxy(origin_url: str, work: Path) -> Server:
     return _spawn("naive-aiohttp-proxy", [*argv, "--origin", origin_url], port, work)
 
 
-def gateway(origin_url: str, work: Path) -> Server:
-    """One gateway process with the embedded store, limits lifted for load."""
+def gateway(origin_url: str, work: Path, workers: int = 1) -> Server:
+    """The gateway with the embedded store, limits lifted for load; `workers` processes."""
     port, admin = free_port(), free_port()
-    config = work / "gateway.toml"
+    name = "gateway" if workers == 1 else f"gateway-{workers}-workers"
+    config = work / f"{name}.toml"
     config.write_text(
         f"""
 [server]
 listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{admin}"
 admin_token = "bench"
-data_dir = "{work / "gateway-data"}"
+data_dir = "{work / (name + "-data")}"
 
 [collect]
 ip_rate = 1000000.0
@@ -208,8 +211,9 @@ origin = "{origin_url}"
 monthly_limit = 1000000000
 """
     )
-    server = _spawn(
-        "gateway", [sys.executable, "-m", "gateway", "serve", "-c", str(config)], port, work
-    )
+    argv = [sys.executable, "-m", "gateway", "serve", "-c", str(config), "--workers", str(workers)]
+    server = _spawn(name, argv, port, work)
     server.admin_port = admin
+    if workers > 1:
+        server.workers = _children(server.proc.pid, workers)
     return server

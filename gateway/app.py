@@ -11,12 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.admin.aggregate import merge_expositions
 from gateway.admin.app import RouteProvider, build_admin_app
 from gateway.collect.handler import CollectEndpoint
 from gateway.collect.quota import SqliteQuotaStore
 from gateway.config import Config, node_name, parse_listen
+from gateway.edge.errors import json_error
 from gateway.edge.headers import TrustedProxies
 from gateway.edge.proxy import Proxy
 from gateway.edge.recorder_asset import RecorderAsset, load_recorder_asset
@@ -30,7 +35,9 @@ from gateway.pipeline.exporters import Exporter, HttpExporter, LocalExporter
 from gateway.pipeline.retry import Backoff, CircuitBreaker
 from gateway.pipeline.spool import FSYNC_EVENT, FsyncPolicy, Spool
 from gateway.pipeline.spool_sink import SpoolSink
+from gateway.store.receiver import IngestEndpoint
 from gateway.store.service import StoreService
+from gateway.workers import WorkerRole
 
 # Admin requests in flight at shutdown get this long: the grace belongs to the edge.
 ADMIN_SHUTDOWN_SECONDS = 1.0
@@ -48,8 +55,16 @@ class Listening:
 
 
 class Gateway:
-    def __init__(self, config: Config, *, recorder: RecorderAsset | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        recorder: RecorderAsset | None = None,
+        worker: WorkerRole | None = None,
+    ) -> None:
         self.config = config
+        # One of `--workers N` processes (workers.py), or None when running alone.
+        self.worker = worker
         self.metrics = Metrics()
         self.recorder = recorder or load_recorder_asset()
         self.sites: list[Site] = [
@@ -73,7 +88,7 @@ class Gateway:
         self.quota = await SqliteQuotaStore.open(data_dir / "quota.sqlite3")
         spool = self.config.spool
         opened = await Spool.open(
-            data_dir / "spool",
+            self.worker.spool_dir(data_dir) if self.worker else data_dir / "spool",
             max_bytes=spool.max_bytes,
             segment_bytes=spool.segment_bytes,
             fsync=FsyncPolicy(spool.fsync),
@@ -114,17 +129,37 @@ class Gateway:
         edge_runner = web.ServerRunner(server, shutdown_timeout=self.config.server.shutdown_grace)
         await edge_runner.setup()
         self._runners.append(edge_runner)
-        edge = await bind(edge_runner, self.config.server.listen, "server.listen")
+        shared = self.worker is not None  # SO_REUSEPORT: the kernel spreads connections
+        edge = await bind(
+            edge_runner, self.config.server.listen, "server.listen", reuse_port=shared
+        )
         tls = None
         if self.config.server.tls_listen:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.config.server.tls_cert, self.config.server.tls_key)
             tls = await bind(
-                edge_runner, self.config.server.tls_listen, "server.tls_listen", context
+                edge_runner,
+                self.config.server.tls_listen,
+                "server.tls_listen",
+                context,
+                reuse_port=shared,
             )
+        if self.worker is None or self.worker.primary:
+            admin = await self._start_admin()
+        else:
+            admin = await self._start_internal(
+                [web.get("/metrics", self._internal_metrics)],
+                self.worker.metrics_ports[self.worker.index],
+            )
+        self._ready = True
+        self.listening = Listening(edge=edge, admin=admin, tls=tls)
+        return self.listening
+
+    async def _start_admin(self) -> tuple[str, int]:
         parts: list[RouteProvider] = []
         if self.store is not None:
             quota = self.quota
+            assert quota is not None  # opened first in start()
             # Usage as the edge's quota counts it: the number that refuses new recordings.
             parts = self.store.admin_parts(used=lambda site, now: quota.usage(site, now))
         admin_runner = web.AppRunner(
@@ -133,22 +168,63 @@ class Gateway:
                 lambda: self._ready,
                 token=lambda: self.config.server.admin_token,
                 parts=parts,
+                metrics_text=self._metrics_text,
             ),
             access_log=None,
             shutdown_timeout=ADMIN_SHUTDOWN_SECONDS,
         )
         await admin_runner.setup()
         self._runners.append(admin_runner)
-        admin = await bind(admin_runner, self.config.server.admin_listen, "server.admin_listen")
-        self._ready = True
-        self.listening = Listening(edge=edge, admin=admin, tls=tls)
-        return self.listening
+        return await bind(admin_runner, self.config.server.admin_listen, "server.admin_listen")
+
+    async def _start_internal(self, routes: list[web.RouteDef], port: int) -> tuple[str, int]:
+        """A loopback listener between workers, for the bearer of the run's secret only."""
+        assert self.worker is not None
+        secret = self.worker.secret
+
+        @web.middleware
+        async def only_workers(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if request.headers.get("Authorization", "") != f"Bearer {secret}":
+                return json_error(401, "unauthorized", "internal listener of the workers")
+            return await handler(request)
+
+        app = web.Application(middlewares=[only_workers], client_max_size=1 << 20)
+        app.add_routes(routes)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=ADMIN_SHUTDOWN_SECONDS)
+        await runner.setup()
+        self._runners.append(runner)
+        return await bind(runner, f"127.0.0.1:{port}", "internal listener")
+
+    async def _internal_metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _metrics_text(self) -> bytes:
+        """This process's metrics, merged with the other workers' when there are some."""
+        own = generate_latest(self.metrics.registry)
+        if self.worker is None or self.worker.count == 1:
+            return own
+        texts = [own.decode()]
+        headers = {"Authorization": f"Bearer {self.worker.secret}"}
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as client:
+            for port in self.worker.metrics_ports[1:]:
+                try:
+                    async with client.get(f"http://127.0.0.1:{port}/metrics") as answer:
+                        if answer.status == 200:
+                            texts.append(await answer.text())
+                except (aiohttp.ClientError, TimeoutError):
+                    continue  # a worker being restarted: its numbers return with it
+        return merge_expositions(texts).encode()
 
     def announce(self, listening: Listening) -> list[str]:
         lines = [f"edge listening on http://{listening.edge[0]}:{listening.edge[1]}"]
         if listening.tls:
             lines.append(f"edge listening on https://{listening.tls[0]}:{listening.tls[1]}")
-        lines.append(f"admin listening on http://{listening.admin[0]}:{listening.admin[1]}")
+        if self.worker is None or self.worker.primary:
+            lines.append(f"admin listening on http://{listening.admin[0]}:{listening.admin[1]}")
+        if self.worker is not None:
+            lines = [f"worker {self.worker.index}: {line}" for line in lines]
         return lines
 
     async def stop(self) -> None:
@@ -180,13 +256,25 @@ class Gateway:
         """Spool -> batcher -> exporter; replays what the spool still holds."""
         upstream = self.config.upstream
         exporter: Exporter
-        if upstream.url == "local":
+        url, token = upstream.url, upstream.token
+        if url == "local" and self.worker is not None and not self.worker.primary:
+            # One process writes the store: the others send it their batches.
+            url, token = f"http://127.0.0.1:{self.worker.ingest_port}", self.worker.secret
+        if url == "local":
             self.store = await StoreService.open(self.config, self.metrics)
             exporter = LocalExporter(self.store.ingest)
+            if self.worker is not None and self.worker.count > 1:
+                endpoint = IngestEndpoint(
+                    self.store.ingest,
+                    token=self.worker.secret,
+                    max_batch_bytes=self.config.store.max_batch_bytes,
+                    metrics=self.metrics,
+                )
+                await self._start_internal(endpoint.routes(), self.worker.ingest_port)
         else:
             http = HttpExporter(
-                upstream.url,
-                token=upstream.token,
+                url,
+                token=token,
                 timeout=upstream.timeout,
                 max_connections=upstream.max_connections,
                 ca_file=upstream.ca_file,
@@ -224,10 +312,17 @@ class Gateway:
 
 
 async def bind(
-    runner: web.BaseRunner, listen: str, key: str, context: ssl.SSLContext | None = None
+    runner: web.BaseRunner,
+    listen: str,
+    key: str,
+    context: ssl.SSLContext | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> tuple[str, int]:
     host, port = parse_listen(listen, key)
-    site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
+    site = web.TCPSite(
+        runner, host, port, ssl_context=context, reuse_address=True, reuse_port=reuse_port
+    )
     try:
         await site.start()
     except OSError as exc:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from gateway.app import Gateway, serve_forever
 from gateway.config import Config, ConfigError, config_path, load_config, to_toml_dict
+from gateway.workers import WorkerRole, supervise
 
 EXIT_CONFIG = 2
 
@@ -24,7 +25,15 @@ def _parser() -> argparse.ArgumentParser:
         ("check-config", "validate the config and print the effective values"),
         ("demo", "run a demo shop with the gateway in front of it"),
     ):
-        _config_option(commands.add_parser(name, help=text))
+        command = commands.add_parser(name, help=text)
+        _config_option(command)
+        if name == "serve":
+            command.add_argument(
+                "--workers",
+                type=int,
+                default=1,
+                help="edge processes sharing the listeners (SO_REUSEPORT); default 1",
+            )
     recordings = commands.add_parser("recordings", help="work with stored recordings")
     actions = recordings.add_subparsers(dest="action", required=True)
     export = actions.add_parser(
@@ -74,7 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return export_recording(config, args.id, args.output, args.admin)
     try:
         if args.command == "serve":
-            _run(serve_forever(Gateway(config)))
+            role = WorkerRole.from_env()
+            if args.workers < 1:
+                print("gateway: --workers: must be at least 1", file=sys.stderr)
+                return EXIT_CONFIG
+            if args.workers > 1 and role is None:
+                path = str(config_path(args.config).resolve())
+                return supervise(["serve", "-c", path], args.workers, config.server.shutdown_grace)
+            _run(serve_forever(Gateway(config, worker=role)))
         elif args.command == "store":
             from gateway.store.node import StoreNode
 

@@ -3,7 +3,7 @@ the dashboard and the player."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from aiohttp import web
@@ -24,9 +24,11 @@ def build_admin_app(
     *,
     token: Callable[[], str],
     parts: Sequence[RouteProvider] = (),
+    metrics_text: Callable[[], Awaitable[bytes]] | None = None,
 ) -> web.Application:
     async def metrics_view(request: web.Request) -> web.Response:
-        body = generate_latest(metrics.registry)
+        # All workers' numbers when there are several (app.py merges them).
+        body = await metrics_text() if metrics_text else generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:

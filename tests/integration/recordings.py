@@ -314,10 +314,10 @@ origin = "{origin_url}"
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
-    def start(self) -> None:
+    def start(self, *args: str) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve", "-c", str(self.config)],
+                [sys.executable, "-m", "gateway", "serve", "-c", str(self.config), *args],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
