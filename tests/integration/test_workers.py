@@ -12,7 +12,6 @@ import psutil
 
 from tests.integration.conftest import FORWARDING, Origin
 from tests.integration.recordings import (
-    ADMIN_TOKEN,
     Api,
     GatewayProcess,
     Ledger,
@@ -66,7 +65,9 @@ async def test_two_workers_share_the_port_the_store_and_the_metrics(
         assert_exactly_once(await api.stored_timestamps(), ledger)
 
         cpu_after = [w.cpu_times().user + w.cpu_times().system for w in workers]
-        assert all(after - before > 0.05 for before, after in zip(cpu_before, cpu_after, strict=True))
+        assert all(
+            after - before > 0.05 for before, after in zip(cpu_before, cpu_after, strict=True)
+        )
         async with aiohttp.ClientSession() as client, client.get(edge.admin_url + "/metrics") as r:
             text = await r.text()
         # One /metrics for both: every proxied page and every stored batch counted once.
@@ -82,4 +83,3 @@ async def test_two_workers_share_the_port_the_store_and_the_metrics(
         assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
     finally:
         edge.kill()
-    assert ADMIN_TOKEN
