@@ -136,8 +136,10 @@ async def test_a_visit_is_found_filtered_played_and_shared(
     # Share: a link that opens without the token, read-only; the page says what it shares.
     await expect(page.locator("body")).to_contain_text("personal data")
     await page.get_by_test_id("share").click()
-    share_url = await page.get_by_test_id("share-url").input_value()
-    assert share_url.startswith(shop.admin_url + "/share/")
+    field = page.get_by_test_id("share-url")
+    # Filled in once the server answered.
+    await expect(field).to_have_value(re.compile("^" + re.escape(shop.admin_url + "/share/")))
+    share_url = await field.input_value()
     stranger = await new_context(browser, viewport={"width": 390, "height": 844})
     shared = await stranger.new_page()
     await shared.goto(share_url)
@@ -150,7 +152,12 @@ async def test_a_visit_is_found_filtered_played_and_shared(
 
     # Revoked: the link stops working.
     await page.get_by_test_id("revoke").first.click()
-    await asyncio.sleep(0.5)
+    for _ in range(100):  # until the server has the revocation
+        listed = await asyncio.to_thread(api, shop, f"/api/v1/recordings/{recording['id']}/shares")
+        if all(share["revoked"] for share in listed["shares"]):
+            break
+        await asyncio.sleep(0.1)
+    assert all(share["revoked"] for share in listed["shares"])
     await shared.reload()
     await expect(shared.locator("body[data-state=error]")).to_be_attached(timeout=10_000)
     await stranger.close()

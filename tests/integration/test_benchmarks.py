@@ -47,6 +47,7 @@ def test_quick_benchmark_run_writes_results(tmp_path: Path) -> None:
         "aiohttp-ceiling",
         "naive-aiohttp-proxy",
         "gateway",
+        "gateway-2-workers",
     }
     for name, system in s1.items():
         assert system["rps"]["median"] > 0, name
@@ -61,6 +62,7 @@ def test_quick_benchmark_run_writes_results(tmp_path: Path) -> None:
     latency = results["scenarios"]["6_added_latency"]
     assert latency["gateway"]["errors"] == 0 and latency["gateway"]["completed"] > 0
     assert {t["what"][:2] for t in results["targets"]} >= {"1:", "4:", "5:", "6:"}
+    assert any("scaling from 1 to 2" in t["what"] for t in results["targets"])
     table = result_file.with_suffix(".md").read_text()
     assert "| gateway |" in table and "**Targets**" in table
     assert result_file.with_suffix(".png").stat().st_size > 10_000
