@@ -177,12 +177,12 @@ async def test_a_short_share_expires(admin_gw: RunningGateway) -> None:
         f"{admin_gw.admin_url}/api/v1/recordings/{recording['id']}/share",
         "POST",
         headers=BEARER,
-        json={"days": 1 / 86400},
+        json={"days": 3 / 86400},
     )
     assert status == 201
     url = json.loads(body)["url"]
     assert (await fetch(url + "/api/recording"))[0] == 200
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(3.2)
     status, _, body = await fetch(url + "/api/recording")
     assert status == 410 and json.loads(body)["error"] == "expired"
 

@@ -42,8 +42,19 @@ async def test_two_workers_share_the_port_the_store_and_the_metrics(
             await asyncio.sleep(0.1)
         workers = supervisor.children()
         assert len(workers) == 2
+
+        def listening(worker: psutil.Process) -> bool:
+            return any(
+                c.status == psutil.CONN_LISTEN and c.laddr.port == edge.port
+                for c in worker.net_connections(kind="tcp")
+            )
+
+        for _ in range(200):  # both workers hold a socket on the edge port
+            if all(listening(w) for w in workers):
+                break
+            await asyncio.sleep(0.1)
+        assert all(listening(w) for w in workers)
         cpu_before = [w.cpu_times().user + w.cpu_times().system for w in workers]
-        await asyncio.sleep(1.0)  # the second worker is listening too
 
         # Pages over new connections: the kernel spreads them over both workers.
         async def page() -> int:
