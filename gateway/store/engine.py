@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from gateway.pipeline.batcher import UpstreamBatch, new_batch_id
-from gateway.store.index import ChunkRow, Index, PageRow, check_query
+from gateway.pipeline.sink import MaskedBatch
+from gateway.store.index import ChunkRow, Erasure, Index, PageRow, check_query
 from gateway.store.recordings import (
     ChunkSummary,
     Draft,
@@ -158,9 +159,13 @@ class RecordingStore:
 
     async def erase_visitor(self, visitor: str, site: str | None = None) -> dict[str, int]:
         """Delete every recording of a visitor id (exact match); site -> count."""
+        # The visitor and their sessions are marked erased too: batches received before
+        # now that are still on their way (edge spools, retries) are dropped on arrival.
+        erasure = Erasure(visitor=visitor, site=site, at=self._clock())
         if site is None:
-            return await self._run(self._delete, "visitor = ?", (visitor,), None)
-        return await self._run(self._delete, "visitor = ? AND site = ?", (visitor, site), None)
+            return await self._run(self._delete, "visitor = ?", (visitor,), None, erasure)
+        where, params = "visitor = ? AND site = ?", (visitor, site)
+        return await self._run(self._delete, where, params, None, erasure)
 
     async def finalize_idle(self, finalize_after: float) -> dict[str, int]:
         """Finalize recordings with no ingest for `finalize_after` seconds; site -> count."""
@@ -203,9 +208,13 @@ class RecordingStore:
         return self._delete("created_at <= ?", (cutoff,), cutoff)
 
     def _delete(
-        self, where: str, params: tuple[object, ...], batches_before: float | None
+        self,
+        where: str,
+        params: tuple[object, ...],
+        batches_before: float | None,
+        erasure: Erasure | None = None,
     ) -> dict[str, int]:
-        gone = self._index.delete(where, params, batches_before=batches_before)
+        gone = self._index.delete(where, params, batches_before=batches_before, erasure=erasure)
         counts: dict[str, int] = defaultdict(int)
         for recording_id, site in gone:
             remove_segment(self._segments, recording_id)
@@ -223,7 +232,7 @@ def _ingest(
         if index.has_batch(batch.id):
             index.rollback()
             return IngestResult(duplicate=True, chunks=0, skipped=0, events={}, started={})
-        planned, skipped = _plan(index, batch, now, gap_ms)
+        planned, skipped, erased = _plan(index, batch, now, gap_ms)
         chunks, pages = _write(segments, planned)
         index.save(
             {id(p.draft): p.draft for p in planned}.values(),
@@ -253,15 +262,25 @@ def _ingest(
         skipped=skipped,
         events=dict(events),
         started=dict(started),
+        erased=erased,
     )
 
 
 def _plan(
     index: Index, batch: UpstreamBatch, now: float, gap_ms: float
-) -> tuple[list[_Planned], int]:
-    """Which recording each new browser batch goes to, and its encoded chunk."""
+) -> tuple[list[_Planned], int, int]:
+    """Which recording each new browser batch goes to, and its encoded chunk; also how
+    many were already stored, and how many belong to an erasure."""
     planned: list[_Planned] = []
     skipped = 0
+    erased = 0
+    marks: dict[tuple[str, str, str], float | None] = {}
+
+    def erased_at(kind: str, site: str, key: str) -> float | None:
+        if (kind, site, key) not in marks:
+            marks[kind, site, key] = index.erased_at(kind, site, key)
+        return marks[kind, site, key]
+
     keys: set[tuple[str, str, str, int]] = set()
     sessions: dict[tuple[str, str], list[Draft]] = {}
     for record in batch.records:
@@ -271,6 +290,9 @@ def _plan(
             continue
         if key in keys or index.has_chunk(*key):
             skipped += 1
+            continue
+        if _erased(record, erased_at):
+            erased += 1
             continue
         summary = summarize(browser_batch.url, browser_batch.events)
         if summary is None:
@@ -304,7 +326,19 @@ def _plan(
             now=now,
         )
         planned.append(_Planned(key, summary, frame, raw_length, draft))
-    return planned, skipped
+    return planned, skipped, erased
+
+
+def _erased(record: MaskedBatch, erased_at: Callable[[str, str, str], float | None]) -> bool:
+    """Received before its visitor, or its recording's session, was erased."""
+    visitor = record.batch.visitor
+    for kind, key in (("visitor", visitor), ("session", record.batch.session)):
+        if key is None:
+            continue
+        at = erased_at(kind, record.site, key)
+        if at is not None and record.received_at <= at:
+            return True
+    return False
 
 
 def _write(

@@ -36,6 +36,16 @@ import msgspec
 from gateway.store.recordings import MAX_LIMIT, Draft, Recording, RecordingQuery
 from gateway.store.segments import ChunkRef
 
+
+@dataclass(frozen=True)
+class Erasure:
+    """A visitor erased (for one site, or every site when `site` is None) at `at`."""
+
+    visitor: str
+    site: str | None
+    at: float  # store clock, Unix seconds
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS recordings (
     id TEXT PRIMARY KEY,
@@ -97,6 +107,14 @@ CREATE TABLE IF NOT EXISTS batches (
     stored_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS batches_stored ON batches (stored_at);
+
+CREATE TABLE IF NOT EXISTS erasures (
+    kind TEXT NOT NULL,
+    site TEXT NOT NULL,
+    key TEXT NOT NULL,
+    erased_at REAL NOT NULL,
+    PRIMARY KEY (kind, site, key)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS usage (
     site TEXT NOT NULL,
@@ -306,6 +324,14 @@ class Index:
         row = self._db.execute("SELECT 1 FROM batches WHERE id = ?", (batch_id,)).fetchone()
         return row is not None
 
+    def erased_at(self, kind: str, site: str, key: str) -> float | None:
+        """When `key` (a visitor or a session) was last erased for `site`, or None."""
+        row = self._db.execute(
+            "SELECT MAX(erased_at) FROM erasures WHERE kind = ? AND key = ? AND site IN (?, '')",
+            (kind, key, site),
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def has_chunk(self, site: str, session: str, page: str, seq: int) -> bool:
         row = self._db.execute(
             "SELECT 1 FROM chunks WHERE site = ? AND session = ? AND page = ? AND seq = ?",
@@ -495,10 +521,16 @@ class Index:
         return dict(counts)
 
     def delete(
-        self, where: str, params: tuple[object, ...], *, batches_before: float | None = None
+        self,
+        where: str,
+        params: tuple[object, ...],
+        *,
+        batches_before: float | None = None,
+        erasure: Erasure | None = None,
     ) -> list[tuple[str, str]]:
         """Delete the recordings matching `where` with their chunks and pages (and the
-        batch ids stored at or before `batches_before`) in one transaction.
+        batch ids and erasure marks from at or before `batches_before`) in one transaction;
+        with `erasure`, mark the visitor and the deleted recordings' sessions as erased.
 
         Returns (id, site) of each recording deleted; their files are the caller's.
         """
@@ -506,15 +538,24 @@ class Index:
         chosen = f"SELECT id FROM recordings WHERE {where}"
         self.begin()
         try:
-            gone = [
-                (str(row[0]), str(row[1]))
-                for row in db.execute(f"SELECT id, site FROM recordings WHERE {where}", params)
-            ]
+            found = db.execute(
+                f"SELECT id, site, session FROM recordings WHERE {where}", params
+            ).fetchall()
+            gone = [(str(row[0]), str(row[1])) for row in found]
+            if erasure is not None:
+                marks = [("visitor", erasure.site or "", erasure.visitor)]
+                marks += [("session", str(row[1]), str(row[2])) for row in found]
+                db.executemany(
+                    "INSERT OR REPLACE INTO erasures (kind, site, key, erased_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(*mark, erasure.at) for mark in marks],
+                )
             db.execute(f"DELETE FROM chunks WHERE recording_id IN ({chosen})", params)
             db.execute(f"DELETE FROM pages WHERE recording_id IN ({chosen})", params)
             db.execute(f"DELETE FROM recordings WHERE {where}", params)
             if batches_before is not None:
                 db.execute("DELETE FROM batches WHERE stored_at <= ?", (batches_before,))
+                db.execute("DELETE FROM erasures WHERE erased_at <= ?", (batches_before,))
         except BaseException:
             self.rollback()
             raise

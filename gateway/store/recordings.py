@@ -82,6 +82,9 @@ class IngestResult:
     skipped: int  # browser batches already stored under (site, session, page, seq)
     events: dict[str, int]  # site -> events written
     started: dict[str, int]  # site -> recordings created
+    # Browser batches of an erased visitor (or of an erased recording's session) that
+    # were received before the erasure: dropped, so an erasure stays an erasure.
+    erased: int = 0
 
 
 # ---------------------------------------------------------------- one chunk

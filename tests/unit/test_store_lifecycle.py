@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 
+import msgspec
 import pytest
 
 from gateway.metrics import Metrics
@@ -15,10 +16,12 @@ from gateway.store.engine import RecordingStore
 from gateway.store.lifecycle import Sweeper
 from gateway.store.recordings import Recording, RecordingQuery, StoreError
 from tests.unit.test_store_support import (
+    MINUTE_MS,
     MS,
     T0,
     Clock,
     click,
+    clicks,
     page_load,
     record,
     rows,
@@ -247,3 +250,44 @@ def test_t0_is_in_may() -> None:
     # The month assertions above rely on it.
     assert T0 < 1_780_358_400  # 2026-06-01T00:00:00Z
     assert T0 + 5 * DAY >= 1_780_358_400
+
+
+async def test_an_erasure_stays_an_erasure_when_old_batches_arrive_late(
+    store: RecordingStore, clock: Clock
+) -> None:
+    """Batches received before the erasure (still in an edge's spool, or retried) are
+    dropped on arrival; a visit after it is recorded again."""
+    await store.ingest(upstream(record(page_load(MS), session="a", visitor="v-1")))
+    clock.advance(60)
+    assert await store.erase_visitor("v-1") == {"shop": 1}
+    late = [
+        record(clicks(MS + 1000, 3), session="a", seq=1, visitor="v-1"),  # same visitor
+        record(clicks(MS + 2000, 3), session="a", seq=2),  # the erased session, no visitor
+        record(page_load(MS), session="z", visitor="v-1", site="blog"),  # erased everywhere
+    ]
+    result = await store.ingest(upstream(*late))
+    assert result.erased == 3 and result.chunks == 0
+    assert await sessions(store) == set()
+    # A new visit, received after the erasure, is a new recording.
+    after = msgspec.structs.replace(
+        record(page_load(MS + 10 * MINUTE_MS), session="b", visitor="v-1"),
+        received_at=clock.now + 1,
+    )
+    result = await store.ingest(upstream(after))
+    assert result.erased == 0 and result.chunks == 1
+    assert await sessions(store) == {"b"}
+
+
+async def test_an_erasure_for_one_site_leaves_the_others(
+    store: RecordingStore, clock: Clock
+) -> None:
+    clock.advance(60)
+    assert await store.erase_visitor("v-1", site="shop") == {}
+    result = await store.ingest(
+        upstream(
+            record(page_load(MS), session="a", visitor="v-1"),
+            record(page_load(MS), session="b", visitor="v-1", site="blog"),
+        )
+    )
+    assert result.erased == 1
+    assert await sessions(store) == {"b"}
