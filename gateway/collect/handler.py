@@ -27,6 +27,7 @@ from gateway.collect.quota import QuotaStore
 from gateway.collect.ratelimit import RateLimiter
 from gateway.collect.schema import (
     ACTIVITY_SOURCES,
+    MAX_URL_LENGTH,
     AssetEvent,
     Batch,
     BatchError,
@@ -152,6 +153,9 @@ class CollectEndpoint:
         ).mask(batch)
         for what, count in masked.items():
             self._metrics.masked_values.labels(site=site.key, kind=what).inc(count)
+        if len(batch.url) > MAX_URL_LENGTH:
+            # Masks are longer than short values: keep the stored batch valid to the schema.
+            batch.url = batch.url[:MAX_URL_LENGTH]
         try:
             await self._sink.put(_masked(site.key, now, batch, request))
         except SinkFull as exc:

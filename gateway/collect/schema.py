@@ -380,7 +380,8 @@ Event = (
 
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=70, pattern=r"^[A-Za-z0-9-]+$")]
 Sequence = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
-PageUrl = Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+MAX_URL_LENGTH = 8192
+PageUrl = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_LENGTH)]
 VisitorId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 

@@ -369,16 +369,31 @@ async def test_an_event_time_past_year_9999_does_not_break_the_api(
     assert status == 200 and one["id"] == rec["id"]
 
 
-async def test_an_acknowledged_batch_that_cannot_be_batched_is_set_aside(
-    store_gw: RunningGateway,
-) -> None:
+async def test_a_url_that_masking_lengthens_is_still_stored(store_gw: RunningGateway) -> None:
     # Masking turns each short query value into a longer mask: this URL (within the
-    # schema's 8192 characters as sent) is past it once masked. The batch was
-    # acknowledged, so it must end up stored or in the dead-letter folder, never nowhere.
+    # schema's 8192 characters as sent) would be past it once masked; the gateway
+    # shortens it, so the acknowledged batch stays valid and is stored.
     url = "http://shop.test/?" + "&".join(["a=1"] * 2000)
     assert len(url) < 8192
     events = [b.meta(url, t=T0), b.mouse_move(t=T0 + 2), b.click(11, t=T0 + 3)]
     await post(store_gw, b.batch(events, session="long-url", page="p0", seq=0, url=url))
+    api = Api(store_gw.admin_url)
+
+    async def stored() -> list[dict[str, Any]]:
+        return await api.recordings()
+
+    [recording] = await until(stored)
+    assert recording["events"] == 3
+    assert store_gw.metric("gateway_dead_letters_total", exporter="local") == 0
+
+
+async def test_an_acknowledged_record_that_cannot_be_batched_is_set_aside(
+    store_gw: RunningGateway,
+) -> None:
+    # A record in the spool that does not decode (damage, or a schema change across an
+    # upgrade) was acknowledged: it must end up in the dead-letter folder, never nowhere.
+    assert store_gw.gateway.sink is not None
+    await store_gw.gateway.sink.spool.append(b"\x93not a masked batch: long-url")
     folder = Path(store_gw.gateway.config.server.data_dir) / "dead-letter"
 
     async def set_aside() -> list[Path]:
