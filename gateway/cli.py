@@ -128,6 +128,10 @@ async def _demo(config: Config) -> None:
         admin_host, admin_port = gateway.listening.admin
         print(f"\nMetrics: http://{admin_host}:{admin_port}/metrics", flush=True)
         print(
+            f"Dashboard: http://{admin_host}:{admin_port}/ (sign in with server.admin_token)",
+            flush=True,
+        )
+        print(
             "Recordings (shown 3 minutes after the visitor leaves; live=1 shows running ones):\n"
             f"  curl -H 'Authorization: Bearer <server.admin_token>' "
             f"'http://{admin_host}:{admin_port}/api/v1/recordings?live=1'",
