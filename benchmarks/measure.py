@@ -29,11 +29,9 @@ def rss(pids: list[int]) -> int:
 def _cpu(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
-        try:
+        with contextlib.suppress(psutil.Error):
             times = psutil.Process(pid).cpu_times()
             total += times.user + times.system
-        except psutil.Error:
-            pass
     return total
 
 

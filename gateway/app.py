@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.admin.aggregate import merge_expositions
 from gateway.admin.app import RouteProvider, build_admin_app
+from gateway.admin.auth import bearer, same_token
 from gateway.collect.handler import CollectEndpoint
 from gateway.collect.quota import SqliteQuotaStore
 from gateway.config import Config, node_name, parse_listen
@@ -180,11 +181,11 @@ class Gateway:
     async def _start_internal(self, routes: list[web.RouteDef], port: int) -> tuple[str, int]:
         """A loopback listener between workers, for the bearer of the run's secret only."""
         assert self.worker is not None
-        secret = self.worker.secret
+        secret = self.worker.secret.encode()
 
         @web.middleware
         async def only_workers(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.headers.get("Authorization", "") != f"Bearer {secret}":
+            if not same_token(bearer(request), secret):
                 return json_error(401, "unauthorized", "internal listener of the workers")
             return await handler(request)
 

@@ -64,7 +64,8 @@ class WorkerRole:
         )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback now (a small race with others is accepted)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -73,8 +74,8 @@ def _free_port() -> int:
 def supervise(argv: list[str], count: int, grace: float) -> int:
     """Run `count` workers of `gateway <argv>` until SIGTERM/SIGINT; their worst exit code."""
     secret = secrets.token_hex(16)
-    ingest_port = _free_port()
-    metrics_ports = tuple(_free_port() for _ in range(count))
+    ingest_port = free_port()
+    metrics_ports = tuple(free_port() for _ in range(count))
     roles = [WorkerRole(i, count, ingest_port, metrics_ports, secret) for i in range(count)]
     stopping = False
 

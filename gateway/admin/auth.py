@@ -25,6 +25,20 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def bearer(request: web.Request) -> bytes | None:
+    """The bearer token of `Authorization`, as the bytes sent; None without one."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    # aiohttp keeps undecodable header bytes as surrogates: compare what was sent.
+    return given.strip().encode("utf-8", "surrogateescape")
+
+
+def same_token(given: bytes | None, expected: bytes) -> bool:
+    """Constant-time comparison; an empty or missing token never matches."""
+    return bool(given) and bool(expected) and hmac.compare_digest(given or b"", expected)
+
+
 def check_token(request: web.Request, token: str) -> web.Response | None:
     """None when the request may go on; else the 401 (or 403) to answer."""
     if not token:
@@ -33,14 +47,11 @@ def check_token(request: web.Request, token: str) -> web.Response | None:
             "unauthorized",
             "the API is closed: set server.admin_token (or GATEWAY_ADMIN_TOKEN)",
         )
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    by_cookie = scheme.lower() != "bearer"
-    if by_cookie:
-        given = request.cookies.get(TOKEN_COOKIE, "")
-    # The header's bytes as sent (aiohttp keeps undecodable ones as surrogates).
-    if not given or not hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), token.encode()
-    ):
+    given = bearer(request)
+    by_cookie = given is None
+    if given is None:
+        given = request.cookies.get(TOKEN_COOKIE, "").strip().encode("utf-8", "surrogateescape")
+    if not same_token(given, token.encode()):
         return json_error(
             401,
             "unauthorized",

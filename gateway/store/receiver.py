@@ -12,12 +12,12 @@ Protocol: docs/protocol.md.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 
 import msgspec
 from aiohttp import web
 
+from gateway.admin.auth import bearer, same_token
 from gateway.edge.errors import json_error
 from gateway.metrics import Metrics
 from gateway.pipeline.batcher import CONTENT_TYPE, UpstreamBatchError, decode_upstream
@@ -51,7 +51,7 @@ class IngestEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
             return json_error(405, "method_not_allowed", "use POST", headers={"Allow": "POST"})
-        if self._token and not self._authorized(request):
+        if self._token and not same_token(bearer(request), self._token):
             return self._refuse(401, "unauthorized", "missing or wrong bearer token")
         if request.content_type != CONTENT_TYPE:
             return self._refuse(
@@ -98,13 +98,6 @@ class IngestEndpoint:
         return web.Response(
             body=_encoder.encode({"status": status, "id": batch.id, "records": result.chunks}),
             content_type="application/json",
-        )
-
-    def _authorized(self, request: web.Request) -> bool:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        # The header's bytes as sent (aiohttp keeps undecodable ones as surrogates).
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode("utf-8", "surrogateescape"), self._token
         )
 
     async def _read(self, request: web.Request) -> bytes | None:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.workers import free_port
 from tests.integration import batches as b
 from tests.integration.conftest import BROWSER_UA
 
@@ -37,12 +37,6 @@ session_burst = 100000
 new_sessions_per_hour = 1000000.0
 new_sessions_burst = 100000
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load_batch(session_index: int, seq: int) -> dict[str, Any]:

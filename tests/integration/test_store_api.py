@@ -129,6 +129,9 @@ async def test_a_visit_becomes_one_finalized_recording(store_gw: RunningGateway)
     for secret in (b.PHONE, b.PASSWORD, b.CARD):
         assert secret not in text
     assert store_gw.metric("gateway_recordings_finalized_total", site="shop") == 1
+    assert store_gw.metric("gateway_recordings_started_total", site="shop") == 1
+    assert store_gw.metric("gateway_store_events_total", site="shop") == rec["events"]
+    assert store_gw.metric("gateway_spool_fsync_seconds_count") >= 1  # grouped fsync
     assert store_gw.metric("gateway_store_ingest_total", outcome="stored") >= 1
     assert store_gw.metric("gateway_exports_total", exporter="local", outcome="ok") >= 1
     assert await store_gw.spooled() == []  # confirmed by the store, acknowledged in the spool
