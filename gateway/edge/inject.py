@@ -12,8 +12,9 @@ from __future__ import annotations
 import enum
 import html
 import re
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Mapping, Sequence
+from types import MappingProxyType
+from typing import NamedTuple
 
 # Called once, at the decision point, with the content of every enforced
 # <meta http-equiv="Content-Security-Policy"> seen so far. Returns the tag
@@ -27,6 +28,31 @@ _NOT_WS_OR_SLASH = re.compile(rb"[^ \t\n\r\f/]")
 _TAG_NAME_END = re.compile(rb"[ \t\n\r\f/>]")
 _ATTR_NAME_END = re.compile(rb"[ \t\n\r\f/>=]")
 _UNQUOTED_END = re.compile(rb"[ \t\n\r\f>]")
+# A whole start or end tag, read as the byte-class steps in _Lexer._tag read it
+# (quotes count only around a value). Atomic and possessive: a tag the buffer
+# cuts short fails in linear time and is left to _Lexer._tag.
+_WHOLE_TAG = re.compile(
+    rb"""<(/?)([a-z][^ \t\n\r\f/>]*+)
+    (?> [ \t\n\r\f/]*+ [^ \t\n\r\f/>][^ \t\n\r\f/>=]*+ [ \t\n\r\f]*+
+        (?: = [ \t\n\r\f]*+ (?: "[^"]*+" | '[^']*+' | [^ \t\n\r\f>"'][^ \t\n\r\f>]*+ | (?=>) )
+          | (?!=) )
+    )*+
+    [ \t\n\r\f/]*+ >""",
+    re.VERBOSE,
+)
+# One attribute of a whole tag (or its ">").
+_ATTRIBUTE = re.compile(
+    rb"""[ \t\n\r\f/]*+
+    (?: (>)
+      | ([^ \t\n\r\f/>][^ \t\n\r\f/>=]*+) [ \t\n\r\f]*+
+        (?: = [ \t\n\r\f]*+ (?: "([^"]*+)" | '([^']*+)' | ([^ \t\n\r\f>"'][^ \t\n\r\f>]*+)? ) )?
+    )""",
+    re.VERBOSE,
+)
+# The only elements whose attributes the injector judges.
+_JUDGED_ATTRS = frozenset({b"html", b"meta"})
+# Bytes lowercased (made visible to the lexer) at least at a time; most heads fit.
+_WINDOW = 4096
 
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -52,13 +78,15 @@ class _Kind(enum.Enum):
     RAW = enum.auto()  # content of a raw-text element, e.g. a script body
 
 
-@dataclass(frozen=True, slots=True)
-class _Token:
+_NO_ATTRS: Mapping[bytes, bytes] = MappingProxyType({})
+
+
+class _Token(NamedTuple):
     kind: _Kind
     start: int
     end: int
     name: bytes = b""  # lowercase; for RAW, the enclosing element
-    attrs: dict[bytes, bytes] = field(default_factory=dict)  # lowercase name -> raw value
+    attrs: Mapping[bytes, bytes] = _NO_ATTRS  # lowercase name -> raw value
 
 
 class _Lexer:
@@ -78,7 +106,21 @@ class _Lexer:
 
     def append(self, data: bytes) -> None:
         self.buf += data
-        self.low += data.lower()
+
+    def reveal(self, limit: int) -> bool:
+        """Lowercase the next window of `buf` (never past `limit`) for the lexer.
+
+        Windows double, so the work stays linear, and a page decided in its
+        first kilobyte never has the rest of its bytes copied. False when
+        there is nothing more to reveal.
+        """
+        seen = len(self.low)
+        upto = min(len(self.buf), limit, seen + max(seen, _WINDOW))
+        if upto <= seen:
+            return False
+        self.low += self.buf[seen:upto].lower()
+        self.end = upto
+        return True
 
     def _tokens(self) -> Generator[_Token | None, None, None]:
         low = self.low
@@ -90,7 +132,8 @@ class _Lexer:
             return
         pos = len(_UTF8_BOM) if low.startswith(_UTF8_BOM) else 0
         while True:
-            start = yield from self._seek(_NOT_WS, pos)
+            found = _NOT_WS.search(low, pos, self.end)  # inline: most bytes are here already
+            start = found.start() if found else (yield from self._seek(_NOT_WS, pos))
             if low[start] != _LT:
                 yield _Token(_Kind.TEXT, start, start + 1)
                 pos = yield from self._find(b"<", start)
@@ -104,7 +147,7 @@ class _Lexer:
             if low.startswith(b"<!--", start):
                 pos = (yield from self._find(b"-->", start + 2)) + 3
             elif _is_letter(low, start + 1) or (second == _SLASH and _is_letter(low, start + 2)):
-                tag = yield from self._tag(start)
+                tag = self._complete_tag(start) or (yield from self._tag(start))
                 yield tag
                 pos = tag.end
                 if tag.kind is _Kind.START and tag.name in _RAW_TEXT:
@@ -115,6 +158,37 @@ class _Lexer:
             else:  # a "<" that opens nothing is text
                 yield _Token(_Kind.TEXT, start, start + 1)
                 pos = start + 1
+
+    def _complete_tag(self, start: int) -> _Token | None:
+        """The tag at `start` if it is whole in the buffer; else None (see `_tag`).
+
+        The fast path of `_tag`, with the same result, except that attributes
+        are read only for the elements the injector judges.
+        """
+        low = self.low
+        whole = _WHOLE_TAG.match(low, start, self.end)
+        if whole is None:
+            return None
+        kind = _Kind.END if whole.end(1) > whole.start(1) else _Kind.START
+        name = whole.group(2)
+        if name not in _JUDGED_ATTRS:
+            return _Token(kind, start, whole.end(), name)
+        attrs: dict[bytes, bytes] = {}
+        pos = whole.end(2)
+        while (match := _ATTRIBUTE.match(low, pos, whole.end())) is not None:
+            pos = match.end()
+            if match.start(1) >= 0:
+                return _Token(kind, start, pos, name, attrs)
+            if low[pos] in b"\"'":
+                return None  # a name starting with a quote: rare, left to `_tag`
+            for group in (3, 4, 5):
+                if match.start(group) >= 0:
+                    value = bytes(self.buf[match.start(group) : match.end(group)])
+                    break
+            else:
+                value = b""
+            attrs.setdefault(match.group(2), value)
+        return None
 
     def _tag(self, start: int) -> Generator[None, None, _Token]:
         """Parse the start or end tag at `start`, as an HTML tokenizer would."""
@@ -186,7 +260,7 @@ def _ends_head(token: _Token) -> bool:
     return token.kind is _Kind.TEXT
 
 
-def _must_precede_tag(meta: dict[bytes, bytes]) -> bool:
+def _must_precede_tag(meta: Mapping[bytes, bytes]) -> bool:
     return b"charset" in meta or meta.get(b"http-equiv", b"").lower() in _EARLY_EQUIVS
 
 
@@ -237,9 +311,12 @@ class HtmlInjector:
             return data
         lexer.append(data)
         # Scanning stops at `limit` so the outcome never depends on chunking.
-        lexer.end = min(len(lexer.buf), self._limit)
-        while self._outcome is None and (token := next(lexer.tokens)) is not None:
-            self._on_token(token, lexer.low)
+        while self._outcome is None:
+            token = next(lexer.tokens)
+            if token is not None:
+                self._on_token(token, lexer.low)
+            elif not lexer.reveal(self._limit):
+                break
         if self._outcome is None and len(lexer.buf) >= self._limit:
             self._give_up()
         return self._release(lexer.buf)
@@ -299,7 +376,7 @@ class HtmlInjector:
         elif _ends_head(token):
             self._conclude(point)
 
-    def _collect_csp(self, meta: dict[bytes, bytes]) -> None:
+    def _collect_csp(self, meta: Mapping[bytes, bytes]) -> None:
         equiv = meta.get(b"http-equiv", b"").lower()
         if equiv == b"content-security-policy" and b"content" in meta:
             self._csp.append(html.unescape(meta[b"content"].decode("latin-1")))
@@ -326,4 +403,5 @@ class HtmlInjector:
         if self._insert is None:
             return bytes(held)
         point, tag = self._insert
-        return b"".join((held[:point], tag, held[point:]))
+        view = memoryview(held)  # no copies of the page's halves
+        return b"".join((view[:point], tag, view[point:]))
