@@ -1,7 +1,7 @@
 """The streaming reverse proxy: one request in, one request to the origin, one answer out.
 
-Bodies stream both ways with back-pressure (aiohttp's StreamReader pauses the
-socket it reads from; every write awaits drain). Nothing is buffered whole.
+Bodies stream both ways with back-pressure (the origin connection pauses its
+socket when unread bytes pile up; every write awaits drain). Nothing is buffered whole.
 Failures before the origin's headers become 502/504 JSON answers; failures
 after them abort the client connection so a truncated body is never passed
 off as complete.
@@ -10,13 +10,11 @@ off as complete.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
-from typing import Final
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
-from yarl import URL
 
 from gateway.collect.handler import CollectEndpoint
 from gateway.config import Config, node_name
@@ -26,6 +24,14 @@ from gateway.edge.eligibility import Candidate, judge
 from gateway.edge.errors import json_error
 from gateway.edge.expect import send_continue
 from gateway.edge.headers import TrustedProxies, has_token, request_headers, response_headers
+from gateway.edge.origin.connection import OriginResponse
+from gateway.edge.origin.errors import (
+    OriginBodyError,
+    OriginClosed,
+    OriginConnectError,
+    OriginProtocolError,
+)
+from gateway.edge.origin.pool import OriginAddress, OriginPool
 from gateway.edge.recorder_asset import RecorderAsset
 from gateway.edge.relay import OriginFailed, relay_untouched
 from gateway.edge.reserved import serve_reserved
@@ -45,9 +51,6 @@ from gateway.edge.validators import (
     translate_if_none_match,
 )
 from gateway.metrics import Metrics, method_label, status_class
-
-# aiohttp's client adds these unless told not to; the origin must see the client's own.
-_SKIP_AUTO_HEADERS: Final = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 
 
 class BodyTooLarge(Exception):
@@ -79,32 +82,22 @@ class Proxy:
         self._via = f"1.1 {self._pseudonym}"
         self._trusted = TrustedProxies(server.trusted_proxies)
         proxy = config.proxy
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=proxy.connect_timeout, sock_read=proxy.idle_timeout
-        )
         self._response_timeout = proxy.response_timeout
         self._idle = proxy.idle_timeout
         self._scan_limit = proxy.inject_scan_limit
-        self._session: aiohttp.ClientSession | None = None
+        self._addresses = {site.key: _address_of(site) for site in sites}
+        self._pool = OriginPool(
+            limit_per_origin=proxy.max_connections_per_origin,
+            keepalive=proxy.keepalive_timeout,
+            connect_timeout=proxy.connect_timeout,
+            idle=proxy.idle_timeout,
+        )
 
     async def start(self) -> None:
-        proxy = self._config.proxy
-        connector = aiohttp.TCPConnector(
-            limit=0,
-            limit_per_host=proxy.max_connections_per_origin,
-            keepalive_timeout=proxy.keepalive_timeout,
-            ttl_dns_cache=60,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=self._timeout,
-        )
+        pass
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._pool.close()
 
     def _admit(self, request: web.BaseRequest) -> Admitted | web.Response:
         verdict = admit(
@@ -170,7 +163,6 @@ class Proxy:
 
     async def _forward(self, request: web.BaseRequest, admitted: Admitted) -> web.StreamResponse:
         site = admitted.site
-        assert self._session is not None
         headers = self._origin_headers(request, admitted)
         strip_range_for_navigation(headers)
         asked_current = False
@@ -181,7 +173,6 @@ class Proxy:
                 del headers["If-None-Match"]
             else:
                 headers["If-None-Match"] = translated
-        url = URL(site.origin_base + admitted.target, encoded=True)
         body_state = _BodyState()
         body = (
             _stream_body(request, self._limits.body, self._idle, body_state)
@@ -195,15 +186,12 @@ class Proxy:
             # Without a body to send, the whole wait is for the origin's answer.
             timer = asyncio.timeout(self._response_timeout if body is None else None)
             async with timer:
-                origin = await self._session.request(
+                origin = await self._pool.request(
+                    self._addresses[site.key],
                     request.method,
-                    url,
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                    skip_auto_headers=_SKIP_AUTO_HEADERS,
-                    ssl=site.ssl,
-                    compress=None,
+                    site.origin_path + admitted.target,
+                    headers,
+                    body,
                 )
         except asyncio.CancelledError:
             metrics.client_disconnects.labels(site=site.key).inc()
@@ -258,7 +246,7 @@ class Proxy:
         self,
         request: web.BaseRequest,
         admitted: Admitted,
-        origin: aiohttp.ClientResponse,
+        origin: OriginResponse,
         asked_current: bool,
     ) -> web.StreamResponse:
         site = admitted.site
@@ -365,27 +353,37 @@ def _error_code(response: web.Response) -> str:
 
 def _classify(exc: BaseException) -> tuple[str, int, str]:
     """(metric kind, status, detail) for an origin failure."""
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+    if isinstance(exc, TimeoutError):  # OriginTimeout, or the wait for the headers
         return "timeout", 504, "the origin did not answer in time"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "refused", 502, f"cannot connect to the origin: {exc.os_error.strerror or exc}"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
+    if isinstance(exc, OriginConnectError):
+        return "refused", 502, str(exc)
+    if isinstance(exc, OriginClosed):
         return "reset", 502, "the origin closed the connection without an answer"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return "bad_response", 502, f"the origin sent an invalid response: {exc.message}"
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, OriginProtocolError):
+        return "bad_response", 502, f"the origin sent an invalid response: {exc}"
+    if isinstance(exc, OriginBodyError):
         return "bad_response", 502, "the origin sent an invalid body"
-    if isinstance(exc, (aiohttp.ClientOSError, OSError)):
+    if isinstance(exc, OSError):
         return "reset", 502, "the connection to the origin failed"
     return "other", 502, f"the origin request failed: {type(exc).__name__}"
 
 
-def _coding_of(origin: aiohttp.ClientResponse) -> str:
+def _address_of(site: Site) -> OriginAddress:
+    tls = site.ssl if isinstance(site.ssl, ssl.SSLContext) else None
+    https = site.origin.scheme == "https"
+    return OriginAddress(
+        host=site.origin.host or "",
+        port=site.origin.port or (443 if https else 80),
+        tls=tls if https else None,
+    )
+
+
+def _coding_of(origin: OriginResponse) -> str:
     codings = parse_content_encoding(origin.headers.get("Content-Encoding"))
     return codings[0] if len(codings) == 1 else "identity"
 
 
-def _is_html(origin: aiohttp.ClientResponse) -> bool:
+def _is_html(origin: OriginResponse) -> bool:
     return origin.content_type in ("text/html", "application/xhtml+xml")
 
 

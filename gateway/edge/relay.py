@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.edge.codecs import CodecError
+from gateway.edge.origin.connection import OriginResponse
+from gateway.edge.origin.errors import OriginError
 from gateway.edge.responses import RelayedResponse
 from gateway.edge.sites import Site
 from gateway.metrics import Metrics
@@ -76,7 +77,7 @@ async def stream_body(
         metrics.client_disconnects.labels(site=site.key).inc()
         abort(request)
         return False
-    except (TimeoutError, aiohttp.ClientError, CodecError):
+    except (TimeoutError, OriginError, CodecError):
         metrics.origin_errors.labels(site=site.key, kind="aborted").inc()
         abort(request)
         return False
@@ -85,9 +86,7 @@ async def stream_body(
     return True
 
 
-async def _held_then_rest(
-    held: Iterable[bytes], origin: aiohttp.ClientResponse
-) -> AsyncIterator[bytes]:
+async def _held_then_rest(held: Iterable[bytes], origin: OriginResponse) -> AsyncIterator[bytes]:
     for chunk in held:
         yield chunk
     async for chunk in origin.content.iter_any():
@@ -97,7 +96,7 @@ async def _held_then_rest(
 async def relay_untouched(
     request: web.BaseRequest,
     site: Site,
-    origin: aiohttp.ClientResponse,
+    origin: OriginResponse,
     headers: CIMultiDict[str],
     metrics: Metrics,
     *,

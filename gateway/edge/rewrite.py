@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -30,6 +29,8 @@ from gateway.edge.codecs import (
 from gateway.edge.csp import CspPlan, plan_csp
 from gateway.edge.eligibility import Candidate
 from gateway.edge.inject import HtmlInjector
+from gateway.edge.origin.connection import OriginResponse
+from gateway.edge.origin.errors import OriginError
 from gateway.edge.relay import ClientSender, OriginFailed, relay_untouched, stream_body
 from gateway.edge.responses import RelayedResponse
 from gateway.edge.sites import Site
@@ -105,7 +106,7 @@ def _looks_like_data(first: bytes) -> bool:
 async def relay_injected(
     request: web.BaseRequest,
     site: Site,
-    origin: aiohttp.ClientResponse,
+    origin: OriginResponse,
     headers: CIMultiDict[str],
     *,
     candidate: Candidate,
@@ -174,7 +175,7 @@ async def relay_injected(
                 break
     except CodecError:
         outcome = "bad_encoding"
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except (OriginError, TimeoutError) as exc:
         raise OriginFailed from exc
     outcome = outcome or injector.outcome or "no_marker"
     metrics.injections.labels(site=site.key, outcome=outcome).inc()
@@ -236,7 +237,7 @@ async def _encoded(
     decoder: Decoder,
     ready: bytes,
     pending: Iterator[bytes],
-    origin: aiohttp.ClientResponse,
+    origin: OriginResponse,
 ) -> AsyncIterator[bytes]:
     """The injected page, encoded for the client and flushed chunk by chunk."""
     yield encoder.compress(ready)
