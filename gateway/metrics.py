@@ -6,7 +6,12 @@ in one interpreter without their counts mixing.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -23,6 +28,7 @@ def status_class(status: int) -> str:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         r = self.registry
         self.proxied_requests = Counter(
             "gateway_proxy_requests_total",
@@ -231,3 +237,12 @@ class Metrics:
             ["site"],
             registry=r,
         )
+
+    def child(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)` (in label order), remembered: prometheus_client
+        validates and locks on every labels() call, and the hot paths call it per request."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found  # type: ignore[return-value]

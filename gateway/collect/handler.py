@@ -131,7 +131,7 @@ class CollectEndpoint:
         wait = self._by_session.take(batch.session, now)
         if wait:
             return self._rate_limited(site, wait)
-        self._metrics.collect_bytes.labels(site=site.key).inc(len(body))
+        self._metrics.child(self._metrics.collect_bytes, site.key).inc(len(body))
         key = (site.key, batch.session, batch.page, batch.seq)
         if key in self._seen:
             self._metrics.collect_batches.labels(site=site.key, outcome="duplicate").inc()
@@ -152,7 +152,7 @@ class CollectEndpoint:
             site.key, batch.session, batch.page, MaskRules.of(site.config.recording)
         ).mask(batch)
         for what, count in masked.items():
-            self._metrics.masked_values.labels(site=site.key, kind=what).inc(count)
+            self._metrics.child(self._metrics.masked_values, site.key, what).inc(count)
         if len(batch.url) > MAX_URL_LENGTH:
             # Masks are longer than short values: keep the stored batch valid to the schema.
             batch.url = batch.url[:MAX_URL_LENGTH]
@@ -163,9 +163,9 @@ class CollectEndpoint:
             return json_error(503, "busy", str(exc), headers={"Retry-After": "5"})
         self._seen.add(key)
         events = self._metrics.collect_events
-        events.labels(site=site.key, outcome="stored").inc(len(kept))
-        events.labels(site=site.key, outcome="dropped").inc(dropped)
-        self._metrics.collect_batches.labels(site=site.key, outcome="stored").inc()
+        self._metrics.child(events, site.key, "stored").inc(len(kept))
+        self._metrics.child(events, site.key, "dropped").inc(dropped)
+        self._metrics.child(self._metrics.collect_batches, site.key, "stored").inc()
         return web.Response(body=_ACCEPTED, content_type="application/json")
 
     async def _read_body(self, request: web.BaseRequest) -> bytes | web.Response:

@@ -211,7 +211,7 @@ class Proxy:
                 error.force_close()
                 return self._answer(request, site, error)
             return self._answer(request, site, self._origin_failure(site, exc))
-        metrics.origin_latency.labels(site=site.key).observe(loop.time() - started)
+        metrics.child(metrics.origin_latency, site.key).observe(loop.time() - started)
         completed = False
         try:
             response = await self._relay(request, admitted, origin, asked_current)
@@ -225,7 +225,7 @@ class Proxy:
             metrics.client_disconnects.labels(site=site.key).inc()
             raise
         finally:
-            metrics.request_bytes.labels(site=site.key).inc(body_state.received)
+            metrics.child(metrics.request_bytes, site.key).inc(body_state.received)
             if completed and origin.content.is_eof():
                 origin.release()
             else:
@@ -289,7 +289,7 @@ class Proxy:
             # HEAD: the headers GET would have, with no length to contradict it.
             describe_injected(headers, site, injected_coding(request, verdict))
             keep_csp_allowing_tag(headers, csp_source(request, site, admitted.client_host))
-            metrics.injections.labels(site=site.key, outcome="head").inc()
+            metrics.child(metrics.injections, site.key, "head").inc()
             self._count(request, site, origin.status)
             return await relay_untouched(
                 request, site, origin, headers, metrics, idle=self._idle, keep_length=False
@@ -299,14 +299,14 @@ class Proxy:
             coding = injected_coding(request, Candidate(coding=_coding_of(origin)))
             describe_injected(headers, site, coding)
             keep_csp_allowing_tag(headers, csp_source(request, site, admitted.client_host))
-        metrics.injections.labels(site=site.key, outcome=verdict).inc()
+        metrics.child(metrics.injections, site.key, verdict).inc()
         self._count(request, site, origin.status)
         return await relay_untouched(request, site, origin, headers, metrics, idle=self._idle)
 
     def _count(self, request: web.BaseRequest, site: Site, status: int) -> None:
-        self._metrics.proxied_requests.labels(
-            site=site.key, method=method_label(request.method), status_class=status_class(status)
-        ).inc()
+        metrics = self._metrics
+        labels = (site.key, method_label(request.method), status_class(status))
+        metrics.child(metrics.proxied_requests, *labels).inc()
 
 
 class _BodyState:

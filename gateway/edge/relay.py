@@ -82,7 +82,7 @@ async def stream_body(
         abort(request)
         return False
     finally:
-        metrics.response_bytes.labels(site=site.key).inc(sender.sent)
+        metrics.child(metrics.response_bytes, site.key).inc(sender.sent)
     return True
 
 

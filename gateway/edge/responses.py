@@ -18,3 +18,10 @@ class RelayedResponse(web.StreamResponse):
         await super()._prepare_headers()
         for name in self._invented:
             self.headers.popall(name, None)
+
+    def send_headers_with_body(self) -> None:
+        """Hold the headers back until the first body write: one send for a small page.
+
+        Only for a body already in hand; a streamed one must not delay them.
+        """
+        self._send_headers_immediately = False

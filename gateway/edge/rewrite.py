@@ -178,7 +178,7 @@ async def relay_injected(
     except (OriginError, TimeoutError) as exc:
         raise OriginFailed from exc
     outcome = outcome or injector.outcome or "no_marker"
-    metrics.injections.labels(site=site.key, outcome=outcome).inc()
+    metrics.child(metrics.injections, site.key, outcome).inc()
     if outcome != "injected":
         return await relay_untouched(request, site, origin, headers, metrics, idle=idle, held=held)
 
@@ -193,6 +193,7 @@ async def relay_injected(
         if gathered.complete:
             # A small page goes out in one write with its length: no chunks, fewer syscalls.
             response.content_length = sum(len(p) for p in gathered.parts)
+            response.send_headers_with_body()
         body = gathered.replay(body)
     await response.prepare(request)
     if await stream_body(request, ClientSender(response, idle), body, site, metrics):
