@@ -1117,6 +1117,24 @@ def test_emails_with_any_at_sign(at: str) -> None:
     assert b"jane" not in msgspec.json.encode(one)
 
 
+@pytest.mark.parametrize(
+    "digits",
+    ["\u0664\u0665\u0666\u0667", "\uff14\uff15\uff16\uff17", "\u096a\u096b\u096c\u096d"],
+    ids=["arabic-indic", "fullwidth", "devanagari"],
+)
+def test_numbers_in_any_script_are_masked(digits: str) -> None:
+    # Digit detection tries ASCII digits first: the others must still be found.
+    one = batch([snap(texts={25: f"Réf. {digits} — merci"})])
+    PageMasker(ALL).mask(one)
+    assert text_of(one, 25) == f"Réf. {MASK} — merci"
+
+
+def test_non_ascii_text_without_digits_is_kept() -> None:
+    one = batch([snap(texts={25: "Crème brûlée — «fait maison» ＠home"})])
+    PageMasker(NONE).mask(one)
+    assert text_of(one, 25) == "Crème brûlée — «fait maison» ＠home"
+
+
 # ---------------------------------------------------------------- hostile shapes
 # Inputs that took 30 s or more with the quadratic code, well under a second now.
 # No timing is asserted (speed lives in benchmarks/): the per-test timeout is
