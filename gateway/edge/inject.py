@@ -22,7 +22,7 @@ from typing import NamedTuple
 Decide = Callable[[list[str]], bytes | str]
 
 _LT, _GT, _EQ, _SLASH, _BANG = b"<>=/!"
-_WHITESPACE = b" \t\n\r\f"
+_AFTER_RAW_CLOSE = frozenset(b" \t\n\r\f/>")  # what may follow "</script" to end it
 _NOT_WS = re.compile(rb"[^ \t\n\r\f]")
 _NOT_WS_OR_SLASH = re.compile(rb"[^ \t\n\r\f/]")
 _TAG_NAME_END = re.compile(rb"[ \t\n\r\f/>]")
@@ -31,15 +31,15 @@ _UNQUOTED_END = re.compile(rb"[ \t\n\r\f>]")
 # A whole start or end tag, read as the byte-class steps in _Lexer._tag read it
 # (quotes count only around a value). Atomic and possessive: a tag the buffer
 # cuts short fails in linear time and is left to _Lexer._tag.
-_WHOLE_TAG = re.compile(
-    rb"""<(/?)([a-z][^ \t\n\r\f/>]*+)
+_WHOLE_TAG_PATTERN = rb"""<(/?)([a-z][^ \t\n\r\f/>]*+)
     (?> [ \t\n\r\f/]*+ [^ \t\n\r\f/>][^ \t\n\r\f/>=]*+ [ \t\n\r\f]*+
         (?: = [ \t\n\r\f]*+ (?: "[^"]*+" | '[^']*+' | [^ \t\n\r\f>"'][^ \t\n\r\f>]*+ | (?=>) )
           | (?!=) )
     )*+
-    [ \t\n\r\f/]*+ >""",
-    re.VERBOSE,
-)
+    [ \t\n\r\f/]*+ >"""
+_WHOLE_TAG = re.compile(_WHOLE_TAG_PATTERN, re.VERBOSE)
+# The common next token: blanks, then a whole tag (one regex call instead of several).
+_BLANKS_THEN_TAG = re.compile(rb"[ \t\n\r\f]*+" + _WHOLE_TAG_PATTERN, re.VERBOSE)
 # One attribute of a whole tag (or its ">").
 _ATTRIBUTE = re.compile(
     rb"""[ \t\n\r\f/]*+
@@ -132,32 +132,40 @@ class _Lexer:
             return
         pos = len(_UTF8_BOM) if low.startswith(_UTF8_BOM) else 0
         while True:
-            found = _NOT_WS.search(low, pos, self.end)  # inline: most bytes are here already
-            start = found.start() if found else (yield from self._seek(_NOT_WS, pos))
-            if low[start] != _LT:
-                yield _Token(_Kind.TEXT, start, start + 1)
-                pos = yield from self._find(b"<", start)
-                continue
-            yield from self._need(start + 2)
-            second = low[start + 1]
-            if second == _SLASH:
-                yield from self._need(start + 3)
-            elif second == _BANG:
-                yield from self._need(start + 4)
-            if low.startswith(b"<!--", start):
-                pos = (yield from self._find(b"-->", start + 2)) + 3
-            elif _is_letter(low, start + 1) or (second == _SLASH and _is_letter(low, start + 2)):
+            whole = _BLANKS_THEN_TAG.match(low, pos, self.end)
+            tag = None if whole is None else self._tag_of(whole, whole.start(1) - 1)
+            if tag is None:
+                found = _NOT_WS.search(low, pos, self.end)  # inline: most bytes are here already
+                start = found.start() if found else (yield from self._seek(_NOT_WS, pos))
+                if low[start] != _LT:
+                    yield _Token(_Kind.TEXT, start, start + 1)
+                    pos = yield from self._find(b"<", start)
+                    continue
+                yield from self._need(start + 2)
+                second = low[start + 1]
+                if second == _SLASH:
+                    yield from self._need(start + 3)
+                elif second == _BANG:
+                    yield from self._need(start + 4)
+                if low.startswith(b"<!--", start):
+                    pos = (yield from self._find(b"-->", start + 2)) + 3
+                    continue
+                if not (
+                    _is_letter(low, start + 1) or (second == _SLASH and _is_letter(low, start + 2))
+                ):
+                    if second in b"!?/":  # doctype, <?...>, </>...: up to the next ">"
+                        pos = (yield from self._find(b">", start + 2)) + 1
+                    else:  # a "<" that opens nothing is text
+                        yield _Token(_Kind.TEXT, start, start + 1)
+                        pos = start + 1
+                    continue
                 tag = self._complete_tag(start) or (yield from self._tag(start))
-                yield tag
-                pos = tag.end
-                if tag.kind is _Kind.START and tag.name in _RAW_TEXT:
-                    pos = yield from self._raw_text_end(tag.name, pos)
-                    yield _Token(_Kind.RAW, tag.end, pos, tag.name)
-            elif second in b"!?/":  # doctype, <?...>, </>...: up to the next ">"
-                pos = (yield from self._find(b">", start + 2)) + 1
-            else:  # a "<" that opens nothing is text
-                yield _Token(_Kind.TEXT, start, start + 1)
-                pos = start + 1
+            yield tag
+            pos = tag.end
+            if tag.kind is _Kind.START and tag.name in _RAW_TEXT:
+                closed = self._raw_text_end_seen(tag.name, pos)
+                pos = closed if closed >= 0 else (yield from self._raw_text_end(tag.name, pos))
+                yield _Token(_Kind.RAW, tag.end, pos, tag.name)
 
     def _complete_tag(self, start: int) -> _Token | None:
         """The tag at `start` if it is whole in the buffer; else None (see `_tag`).
@@ -165,10 +173,12 @@ class _Lexer:
         The fast path of `_tag`, with the same result, except that attributes
         are read only for the elements the injector judges.
         """
+        whole = _WHOLE_TAG.match(self.low, start, self.end)
+        return None if whole is None else self._tag_of(whole, start)
+
+    def _tag_of(self, whole: re.Match[bytes], start: int) -> _Token | None:
+        """The token for a `_WHOLE_TAG` match of the tag at `start` (None: see `_tag`)."""
         low = self.low
-        whole = _WHOLE_TAG.match(low, start, self.end)
-        if whole is None:
-            return None
         kind = _Kind.END if whole.end(1) > whole.start(1) else _Kind.START
         name = whole.group(2)
         if name not in _JUDGED_ATTRS:
@@ -219,6 +229,15 @@ class _Lexer:
                     pos = value_end
             attrs.setdefault(attr, value)  # the first of duplicate attributes wins
 
+    def _raw_text_end_seen(self, name: bytes, pos: int) -> int:
+        """`_raw_text_end` when its first candidate is in the buffer and closes; else -1."""
+        close = b"</" + name
+        found = self.low.find(close, pos, self.end)
+        after = found + len(close)
+        if found >= 0 and after < self.end and self.low[after] in _AFTER_RAW_CLOSE:
+            return found
+        return -1
+
     def _raw_text_end(self, name: bytes, pos: int) -> Generator[None, None, int]:
         """Where the end tag closing raw-text element `name` starts."""
         close = b"</" + name
@@ -226,7 +245,7 @@ class _Lexer:
             pos = yield from self._find(close, pos)
             after = pos + len(close)
             yield from self._need(after + 1)
-            if self.low[after] in _WHITESPACE or self.low[after] in (_SLASH, _GT):
+            if self.low[after] in _AFTER_RAW_CLOSE:
                 return pos
             pos += 1
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.edge.inject import HtmlInjector
+from gateway.edge.inject import HtmlInjector, _Lexer
 
 TAG = b'<script src="/__rec/recorder.js" data-t="1"></script>'
 MARKER = b"/__rec/recorder.js"
@@ -438,3 +438,35 @@ def test_xml_mode_never_injects_outside_head_or_body(doc: bytes) -> None:
     out = injector.feed(doc) + injector.finish()
     assert injector.outcome == "no_marker"
     assert out == doc
+
+
+_TAG_SOUP = st.lists(st.sampled_from(list(b" \t\n/=\"'>ab-")), max_size=40).map(bytes)
+
+
+@given(st.sampled_from([b"meta", b"html", b"link", b"/head", b"b"]), _TAG_SOUP, _TAG_SOUP)
+@settings(max_examples=3000)
+def test_fast_tag_reading_agrees_with_the_tokenizer(name: bytes, soup: bytes, rest: bytes) -> None:
+    """The one-regex reading of a whole tag gives what the step-by-step reading gives."""
+    lexer = _Lexer()
+    lexer.append(b"<" + name + soup + rest)
+    lexer.reveal(1 << 16)
+    steps = lexer._tag(0)
+    try:
+        while True:
+            assert next(steps) is None
+            slow = None  # the tokenizer needs bytes past the buffer: the tag is not whole
+            break
+    except StopIteration as done:
+        slow = done.value
+    fast = lexer._complete_tag(0)
+    if fast is None:
+        return  # left to the tokenizer, which is always right
+    assert slow is not None, "the fast path read a tag the tokenizer finds incomplete"
+    assert (fast.kind, fast.start, fast.end, fast.name) == (
+        slow.kind,
+        slow.start,
+        slow.end,
+        slow.name,
+    )
+    if fast.name in (b"meta", b"html"):
+        assert dict(fast.attrs) == dict(slow.attrs)
