@@ -109,7 +109,6 @@ class Gateway:
             trusted=TrustedProxies(self.config.server.trusted_proxies),
         )
         self.proxy = Proxy(self.config, self.sites, self.metrics, self.recorder, collect)
-        await self.proxy.start()
         limits = self.config.server
         # aiohttp's parser enforces the line limits (414/431 via EdgeServer);
         # they must differ so that an error tells which one was hit.

@@ -93,9 +93,6 @@ class Proxy:
             idle=proxy.idle_timeout,
         )
 
-    async def start(self) -> None:
-        pass
-
     async def close(self) -> None:
         await self._pool.close()
 

@@ -18,7 +18,6 @@ from gateway.edge.origin.body import OriginBody
 from gateway.edge.origin.errors import (
     OriginBodyError,
     OriginClosed,
-    OriginError,
     OriginProtocolError,
     OriginTimeout,
 )
@@ -193,19 +192,27 @@ class OriginConnection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-            # Handed over once the bytes that came with the headers are parsed: an answer
-            # broken in its first packet is a 502, not a 200 cut short.
-            head, response = self._head, self._response
-            if response is not None and not head.done():
-                head.set_result(response)
-        except httptools.HttpParserUpgrade:
-            self._fail(OriginProtocolError("the origin switched protocols unasked"))
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            self._fail(cause if isinstance(cause, OriginError) else OriginProtocolError(str(exc)))
-        except httptools.HttpParserError as exc:
-            error = OriginProtocolError if self._in_head else OriginBodyError
-            self._fail(error(f"{exc}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if self._finished:
+                # The answer was whole: what came after it (a longer body than announced,
+                # a second answer) is not read, and the connection is not used again.
+                self._keep_alive = False
+                self._hand_over()
+                self.close()
+            elif isinstance(exc, httptools.HttpParserUpgrade):
+                self._fail(OriginProtocolError("the origin switched protocols unasked"))
+            else:
+                error = OriginProtocolError if self._in_head else OriginBodyError
+                self._fail(error(str(exc)))
+            return
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give the response to the caller once the bytes that came with its headers are
+        parsed: an answer broken in its first packet is a 502, not a 200 cut short."""
+        head, response = self._head, self._response
+        if head is not None and response is not None and not head.done():
+            head.set_result(response)
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -245,6 +252,10 @@ class OriginConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     # Parser callbacks (httptools).
+
+    def on_message_begin(self) -> None:
+        if self._finished:
+            raise _Surplus  # stops the parser: a second answer to one request
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -297,6 +308,10 @@ class OriginConnection(asyncio.Protocol):
         elif self._body is not None and not self._finished:
             self._body.fail(error)
         self.close()
+
+
+class _Surplus(Exception):
+    """Bytes after a complete answer: the parser is stopped there."""
 
 
 def _until_eof(raw: list[tuple[bytes, bytes]], status: int) -> bool:

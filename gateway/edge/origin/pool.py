@@ -116,9 +116,12 @@ class OriginPool:
             slots.waiters.append(waiter)
             try:
                 await waiter
-            finally:
+            except BaseException:
                 if waiter in slots.waiters:
                     slots.waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._wake(slots)  # woken, then cancelled: the turn passes to the next
+                raise
         slots.count += 1
         try:
             return await self._open(address), False
