@@ -12,7 +12,9 @@ from __future__ import annotations
 import enum
 import html
 import re
+from collections import deque
 from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -283,6 +285,42 @@ def _must_precede_tag(meta: Mapping[bytes, bytes]) -> bool:
     return b"charset" in meta or meta.get(b"http-equiv", b"").lower() in _EARLY_EQUIVS
 
 
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    settings: tuple[object, ...]  # the injector settings it was made with
+    prefix: bytes  # the page up to the end of the tag it was made at
+    point: int | None  # where the tag goes (the Decide callback still has the last word)
+    outcome: str | None  # else: the reason found in the markup not to inject
+    csp: tuple[str, ...]  # meta policies seen before it
+
+
+class HeadDecisions:
+    """The last few decisions, by the bytes that led to them.
+
+    A decision made at a tag depends on the page's bytes up to that tag's ">"
+    and on nothing after it. A page that starts with those same bytes gets
+    the same decision without being scanned again: a site serves the same
+    head over and over (a head that changes per request, with a nonce say,
+    just misses). Bounded: `size` entries of at most the scan limit each.
+    """
+
+    __slots__ = ("_recent", "hits")
+
+    def __init__(self, size: int = 8) -> None:
+        self._recent: deque[_Decision] = deque(maxlen=size)
+        self.hits = 0
+
+    def find(self, page: bytearray, settings: tuple[object, ...]) -> _Decision | None:
+        for decision in self._recent:
+            if decision.settings == settings and page.startswith(decision.prefix):
+                self.hits += 1
+                return decision
+        return None
+
+    def keep(self, decision: _Decision) -> None:
+        self._recent.appendleft(decision)
+
+
 class HtmlInjector:
     """Holds back the start of an HTML document until it knows where the tag goes.
 
@@ -298,6 +336,7 @@ class HtmlInjector:
         conflicts: Sequence[bytes],
         limit: int = 65536,
         xml: bool = False,
+        decisions: HeadDecisions | None = None,
     ) -> None:
         if not own_marker or not all(conflicts) or limit < 1:
             # An empty pattern would match every page.
@@ -314,6 +353,9 @@ class HtmlInjector:
         self._csp: list[str] = []
         self._insert: tuple[int, bytes] | None = None
         self._outcome: str | None = None
+        self._concluded: int | None = None  # the point handed to Decide, once decided
+        self._decisions = decisions
+        self._settings = (self._own_marker, tuple(self._conflicts), limit, xml)
 
     @property
     def decided(self) -> bool:
@@ -329,11 +371,15 @@ class HtmlInjector:
         if lexer is None:
             return data
         lexer.append(data)
+        if self._decisions is not None and self._replay(self._decisions, lexer.buf):
+            return self._release(lexer.buf)
         # Scanning stops at `limit` so the outcome never depends on chunking.
         while self._outcome is None:
             token = next(lexer.tokens)
             if token is not None:
                 self._on_token(token, lexer.low)
+                if self._outcome is not None:
+                    self._remember(token, lexer.buf)
             elif not lexer.reveal(self._limit):
                 break
         if self._outcome is None and len(lexer.buf) >= self._limit:
@@ -346,6 +392,33 @@ class HtmlInjector:
             return b""
         self._give_up()
         return self._release(self._lexer.buf)
+
+    def _replay(self, decisions: HeadDecisions, page: bytearray) -> bool:
+        """Decide as for an earlier page this one starts like; False if none."""
+        decision = decisions.find(page, self._settings)
+        if decision is None:
+            return False
+        self._csp = list(decision.csp)
+        if decision.point is None:
+            self._outcome = decision.outcome
+        else:
+            self._conclude(decision.point)
+        return True
+
+    def _remember(self, token: _Token, page: bytearray) -> None:
+        # Only tags: a text or raw-text token's end was judged by a look past it.
+        if self._decisions is None or token.kind not in (_Kind.START, _Kind.END):
+            return
+        concluded = self._concluded
+        self._decisions.keep(
+            _Decision(
+                settings=self._settings,
+                prefix=bytes(page[: token.end]),
+                point=concluded,
+                outcome=self._outcome if concluded is None else None,
+                csp=tuple(self._csp),
+            )
+        )
 
     def _on_token(self, token: _Token, low: bytearray) -> None:
         if token.kind is _Kind.UTF16:
@@ -408,6 +481,7 @@ class HtmlInjector:
             self._conclude(self._point)
 
     def _conclude(self, point: int) -> None:
+        self._concluded = point
         result = self._decide(self._csp)
         if isinstance(result, str):
             self._outcome = result

@@ -134,6 +134,7 @@ async def relay_injected(
         conflicts=site.conflicts,
         limit=scan_limit,
         xml=candidate.xml,
+        decisions=site.head_decisions,
     )
     decoder = make_decoder(candidate.coding)
     held: list[bytes] = []

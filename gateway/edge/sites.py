@@ -8,12 +8,13 @@ import ipaddress
 import json
 import re
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from yarl import URL
 
 from gateway.config import SiteConfig
+from gateway.edge.inject import HeadDecisions
 
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -54,6 +55,8 @@ class Site:
     tag_tail: bytes
     # Changes whenever the tag changes; part of injected ETags (no stale 304s).
     snippet_version: str
+    # Where the tag went in this site's recent pages: a repeated head is not scanned again.
+    head_decisions: HeadDecisions = field(default_factory=HeadDecisions)
 
     def tag(self, nonce: str | None = None) -> bytes:
         if nonce is None:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from multidict import CIMultiDict
 
-from gateway.edge.origin.connection import OriginResponse
+from gateway.edge.origin.connection import MAX_HEAD_BYTES, OriginResponse
 from gateway.edge.origin.errors import (
     OriginBodyError,
     OriginClosed,
@@ -804,6 +804,22 @@ async def test_invalid_answer_raises_and_closes(
 
     with pytest.raises(errors):
         await fetch(pool, server)
+    await bounded(server.conns[0].eof.wait())
+
+
+async def test_endless_headers_are_refused_past_the_bound(harness: Harness) -> None:
+    async def handler(conn: ServerConn) -> None:
+        assert await conn.read_request() is not None
+        await conn.send(b"HTTP/1.1 200 OK\r\n")
+        line = b"X-Filler: " + b"f" * 1000 + b"\r\n"
+        with contextlib.suppress(ConnectionError):
+            for _ in range(MAX_HEAD_BYTES // len(line) + 10):  # never ends the head
+                await conn.send(line)
+        await conn.wait_eof()
+
+    server = await harness.server(handler)
+    with pytest.raises(OriginProtocolError, match="larger than"):
+        await fetch(harness.pool(), server)
     await bounded(server.conns[0].eof.wait())
 
 

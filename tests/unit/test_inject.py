@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.edge.inject import HtmlInjector, _Lexer
+from gateway.edge.inject import HeadDecisions, HtmlInjector, _Lexer
 
 TAG = b'<script src="/__rec/recorder.js" data-t="1"></script>'
 MARKER = b"/__rec/recorder.js"
@@ -470,3 +470,71 @@ def test_fast_tag_reading_agrees_with_the_tokenizer(name: bytes, soup: bytes, re
     )
     if fast.name in (b"meta", b"html"):
         assert dict(fast.attrs) == dict(slow.attrs)
+
+
+# -- decisions remembered across pages ------------------------------------------
+
+
+def run_with(
+    decisions: HeadDecisions,
+    doc: bytes,
+    chunks: Iterable[bytes] | None = None,
+    *,
+    decide: Recorder | None = None,
+    xml: bool = False,
+) -> tuple[str | None, bytes]:
+    injector = HtmlInjector(
+        decide or Recorder(),
+        own_marker=MARKER,
+        conflicts=CONFLICTS,
+        xml=xml,
+        decisions=decisions,
+    )
+    out = b"".join(injector.feed(chunk) for chunk in (chunks or [doc])) + injector.finish()
+    return injector.outcome, out
+
+
+def test_a_repeated_head_is_decided_from_memory() -> None:
+    decisions = HeadDecisions()
+    first = b'<!doctype html><head><meta charset="utf-8"><title>a</title></head><body>one'
+    again = first.replace(b"one", b"two <script src=x></script>")
+    assert run_with(decisions, first) == injected_at(first, after(first, b'"utf-8">'))
+    assert decisions.hits == 0
+    assert run_with(decisions, again) == injected_at(again, after(again, b'"utf-8">'))
+    assert decisions.hits == 1
+
+
+def test_remembered_decision_still_asks_decide_with_the_meta_policies() -> None:
+    decisions = HeadDecisions()
+    page = b'<head><meta http-equiv="Content-Security-Policy" content="script-src a"></head><p>'
+    run_with(decisions, page)
+    refusing = Recorder("csp_blocked")
+    assert run_with(decisions, page, decide=refusing) == ("csp_blocked", page)
+    assert refusing.calls == [["script-src a"]]
+    assert decisions.hits == 1
+
+
+def test_decisions_are_kept_apart_by_settings() -> None:
+    decisions = HeadDecisions()
+    page = b"<title>x</title><p>text"
+    assert run_with(decisions, page)[0] == "injected"
+    # XHTML mode refuses a page without head or body: the HTML decision must not be reused.
+    assert run_with(decisions, page, xml=True) == ("no_marker", page)
+    assert decisions.hits == 0
+
+
+@settings(max_examples=300)
+@given(documents(), documents(), st.data())
+def test_remembered_decisions_change_nothing(
+    first: tuple[bytes, int, int], second: tuple[bytes, int, int], data: st.DataObject
+) -> None:
+    """Whatever was seen before, a page comes out as it would from a fresh scan:
+    the same page again, another one, and pages sharing any prefix with them."""
+    decisions = HeadDecisions(size=4)
+    doc_a, doc_b = first[0], second[0]
+    cut = data.draw(st.integers(0, len(doc_a)))
+    tail = data.draw(st.sampled_from([b"", b"<p>x", b"</head><body>", b"<script>hotjar</script>"]))
+    pages = [doc_a, doc_b, doc_a, doc_a[:cut] + tail, doc_a[:cut] + doc_b, doc_b]
+    for page in pages:
+        cuts = data.draw(st.lists(st.integers(0, len(page)), max_size=8))
+        assert run_with(decisions, page, split(page, cuts)) == run(page)

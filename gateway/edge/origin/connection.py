@@ -24,6 +24,10 @@ from gateway.edge.origin.errors import (
 
 RawHeaders = tuple[tuple[bytes, bytes], ...]
 
+# Status line and headers of one answer, as nginx's proxy_buffer_size bounds them
+# (nginx: 4-8 KiB by default; generous here for large cookies and policies).
+MAX_HEAD_BYTES = 64 * 1024
+
 
 class OriginResponse:
     """Status, headers and streaming body of an origin's answer."""
@@ -105,6 +109,7 @@ class OriginConnection(asyncio.Protocol):
         self._body: OriginBody | None = None
         self._reason = b""
         self._raw: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
         self._in_head = True
         self._interim = False
         self._head_only = False
@@ -201,6 +206,8 @@ class OriginConnection(asyncio.Protocol):
                 self.close()
             elif isinstance(exc, httptools.HttpParserUpgrade):
                 self._fail(OriginProtocolError("the origin switched protocols unasked"))
+            elif isinstance(exc.__context__, OriginProtocolError):
+                self._fail(exc.__context__)  # raised by one of our callbacks
             else:
                 error = OriginProtocolError if self._in_head else OriginBodyError
                 self._fail(error(str(exc)))
@@ -259,10 +266,18 @@ class OriginConnection(asyncio.Protocol):
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
+        self._count_head(len(reason))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_head:  # later ones are trailers: dropped
             self._raw.append((name, value))
+            self._count_head(len(name) + len(value) + 4)
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            # llhttp sets no limit: an origin must not grow our memory without end.
+            raise OriginProtocolError(f"response headers larger than {MAX_HEAD_BYTES} bytes")
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -271,6 +286,7 @@ class OriginConnection(asyncio.Protocol):
             self._interim = True
             self._raw = []
             self._reason = b""
+            self._head_bytes = 0
             return
         self._in_head = False
         self._keep_alive = self._parser.should_keep_alive() and not self._head_only
