@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import ssl
 import time
@@ -353,6 +354,10 @@ async def serve_forever(gateway: Node, announce: bool = True) -> None:
     if announce:
         for line in gateway.announce(listening):
             print(line, flush=True)
+    # What start-up made lives as long as the process: out of the collector's sight, a
+    # full collection no longer walks it (~30 ms of stalled requests each time, measured).
+    gc.collect()
+    gc.freeze()
     try:
         await stop.wait()
     finally:
