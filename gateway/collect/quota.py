@@ -10,9 +10,10 @@ not give quota back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,8 @@ class SqliteQuotaStore:
         self._started: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._pruned_before = ""
         self._closed = False
+        # (site, session) -> the result of the database call under way for it.
+        self._pending: dict[tuple[str, str], asyncio.Future[str | None]] = {}
 
     @classmethod
     async def open(cls, path: Path) -> SqliteQuotaStore:
@@ -102,15 +105,44 @@ class SqliteQuotaStore:
         month = month_key(now)
         if self._known(site, session, month):
             return True
-        started = await self._run(self._try_start, site, session, limit, month)
+        pending = self._pending.get((site, session))
+        if pending is not None:
+            await asyncio.shield(pending)  # a start under way may answer this one too
+            if self._known(site, session, month):
+                return True
+        with self._inflight(site, session) as result:
+            started = await self._run(self._try_start, site, session, limit, month)
+            result.set_result(started)
         return self._remember(site, session, started)
 
     async def started(self, site: str, session: str, now: datetime) -> bool:
         month = month_key(now)
         if self._known(site, session, month):
             return True
-        started = await self._run(self._find, site, session, month)
+        pending = self._pending.get((site, session))
+        if pending is not None:
+            # A recorder's batches of a new session can arrive together: the
+            # database call under way for one answers them all.
+            return await asyncio.shield(pending) is not None
+        with self._inflight(site, session) as result:
+            started = await self._run(self._find, site, session, month)
+            result.set_result(started)
         return self._remember(site, session, started)
+
+    @contextlib.contextmanager
+    def _inflight(self, site: str, session: str) -> Iterator[asyncio.Future[str | None]]:
+        """Announce a database call about a session; its result is the month the
+        session started in (None: not started, or the call failed)."""
+        key = (site, session)
+        result: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._pending[key] = result
+        try:
+            yield result
+        finally:
+            if self._pending.get(key) is result:
+                del self._pending[key]
+            if not result.done():
+                result.set_result(None)
 
     async def usage(self, site: str, now: datetime) -> int:
         return await self._run(self._usage, site, month_key(now))

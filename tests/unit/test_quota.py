@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,3 +224,27 @@ async def test_the_file_uses_wal(tmp_path: Path) -> None:
     await store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_herd_of_batches_of_one_new_session_costs_one_call_each(
+    store: SqliteQuotaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    run = store._run
+
+    async def counted(call: Any, *args: object) -> Any:
+        calls.append(call.__name__)  # each database call, made on the store's thread
+        return await run(call, *args)
+
+    monkeypatch.setattr(store, "_run", counted)
+    # Twenty batches of a new recording arrive together, as the handler asks for them.
+    assert (
+        await asyncio.gather(*(store.started("shop", "herd", NOW) for _ in range(20)))
+        == [False] * 20
+    )
+    assert (
+        await asyncio.gather(*(store.try_start("shop", "herd", 10, NOW) for _ in range(20)))
+        == [True] * 20
+    )
+    assert calls == ["_find", "_try_start"]
+    assert await store.usage("shop", NOW) == 1
