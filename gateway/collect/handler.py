@@ -92,6 +92,8 @@ class CollectEndpoint:
         self._clock = clock
         self._by_ip = RateLimiter(config.ip_rate, config.ip_burst)
         self._by_session = RateLimiter(config.session_rate, config.session_burst)
+        self._refreshing: set[str] = set()  # sites whose quota gauges are being read
+        self._refresh_again: set[str] = set()  # ... and must be read once more after
         self._new_sessions = RateLimiter(
             config.new_sessions_per_hour / 3600, config.new_sessions_burst
         )
@@ -250,12 +252,26 @@ class CollectEndpoint:
             return wait
         if not await self._quota.try_start(site.key, batch.session, limit, moment):
             return Refusal.QUOTA
-        # The gauges move only when a recording starts: no database call per batch.
-        self._metrics.quota_limit.labels(site=site.key).set(limit)
-        self._metrics.quota_used.labels(site=site.key).set(
-            await self._quota.usage(site.key, moment)
-        )
+        await self._refresh_quota_gauges(site.key, limit, moment)
         return None
+
+    async def _refresh_quota_gauges(self, site: str, limit: int, moment: datetime) -> None:
+        """The gauges move only when a recording starts: no database call per batch,
+        and one at a time per site (a herd of starts asks once, then once more)."""
+        self._metrics.quota_limit.labels(site=site).set(limit)
+        if site in self._refreshing:
+            self._refresh_again.add(site)
+            return
+        self._refreshing.add(site)
+        try:
+            while True:
+                self._refresh_again.discard(site)
+                used = await self._quota.usage(site, moment)
+                self._metrics.quota_used.labels(site=site).set(used)
+                if site not in self._refresh_again:
+                    return
+        finally:
+            self._refreshing.discard(site)
 
     def _refused(self, site: Site, batch: Batch, refusal: Refusal) -> web.Response:
         self._metrics.collect_batches.labels(site=site.key, outcome="refused").inc()

@@ -454,3 +454,14 @@ async def test_acknowledged_batch_survives_a_restart(
         assert b.EMAIL.encode() not in msgspec.json.encode(item)
     finally:
         await again.stop()
+
+
+async def test_recordings_starting_together_are_all_counted_and_shown(
+    gw: RunningGateway, client: aiohttp.ClientSession
+) -> None:
+    # New recordings, and more batches of each, arriving at once: every start counted once,
+    # and the gauge (read once per herd, then once more) ends on the full count.
+    bodies = [b.first_batch(session=f"herd-{n}") for n in range(12) for _ in range(3)]
+    answers = await asyncio.gather(*(post(client, gw, body) for body in bodies))
+    assert all(answer == {"record": True} for _, answer, _ in answers)
+    assert await gw.metric_becomes("gateway_quota_used", 12, site="shop") == 12
