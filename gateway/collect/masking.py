@@ -86,6 +86,10 @@ from gateway.collect.schema import (
 from gateway.config import RecordingConfig
 
 MASK = "********"
+# Incremental events with text outside the DOM tree (see PageMasker._style_event).
+_STYLE_EVENTS = frozenset(
+    {StyleSheetRuleData, StyleDeclarationData, AdoptedStyleSheetData, FontData, CustomElementData}
+)
 _MASK_URL = quote(MASK, safe="")
 
 
@@ -440,7 +444,7 @@ class PageMasker:
                     self._mutation(data)
                 elif isinstance(data, InputData):
                     self._input(data)
-                else:
+                elif type(data) in _STYLE_EVENTS:  # not per mouse move: most events are those
                     self._style_event(data)
             elif isinstance(event, FullSnapshotEvent):
                 # New ids follow; only the password memory is worth keeping.
