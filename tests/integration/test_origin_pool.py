@@ -773,6 +773,31 @@ async def test_stalled_body_raises_origin_timeout(harness: Harness) -> None:
     await bounded(server.conns[0].eof.wait())
 
 
+async def test_origin_that_takes_no_more_upload_and_never_answers_times_out(
+    harness: Harness,
+) -> None:
+    release = asyncio.Event()
+
+    async def handler(conn: ServerConn) -> None:
+        assert await conn.read_head() is not None
+        await release.wait()  # reads nothing more: the upload backs up to the client
+
+    server = await harness.server(handler)
+    pool = harness.pool(idle=0.3)
+
+    async def upload() -> AsyncIterator[bytes]:
+        for _ in range(256):  # 64 MiB: far more than the socket buffers hold
+            yield b"u" * (256 * 1024)
+
+    headers = host_headers()
+    headers["Content-Length"] = str(256 * 256 * 1024)
+    try:
+        with pytest.raises(OriginTimeout, match="took no request bytes"):
+            await fetch(pool, server, method="POST", headers=headers, body=upload())
+    finally:
+        release.set()
+
+
 # 15. Invalid answers.
 
 

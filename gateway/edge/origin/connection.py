@@ -136,6 +136,8 @@ class OriginConnection(asyncio.Protocol):
             try:
                 return await asyncio.wait_for(asyncio.shield(self._head), self._idle)
             except TimeoutError:
+                if self._head.done():  # decided in the same instant: its own reason wins
+                    return self._head.result()
                 if not self.sending:
                     raise OriginTimeout(f"the origin sent nothing for {self._idle:g} s") from None
 
@@ -183,7 +185,12 @@ class OriginConnection(asyncio.Protocol):
 
     async def _drained(self) -> None:
         drain = self._drain = asyncio.get_running_loop().create_future()
-        await drain
+        try:
+            async with asyncio.timeout(self._idle):
+                await drain
+        except TimeoutError:
+            # An origin that takes no more of the body and never answers must not hold us.
+            raise OriginTimeout(f"the origin took no request bytes for {self._idle:g} s") from None
 
     # Protocol callbacks.
 
