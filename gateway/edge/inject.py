@@ -301,13 +301,15 @@ class HeadDecisions:
     and on nothing after it. A page that starts with those same bytes gets
     the same decision without being scanned again: a site serves the same
     head over and over (a head that changes per request, with a nonce say,
-    just misses). Bounded: `size` entries of at most the scan limit each.
+    just misses). Bounded per site: `size` entries, `max_bytes` of prefixes.
     """
 
-    __slots__ = ("_recent", "hits")
+    __slots__ = ("_bytes", "_max_bytes", "_recent", "hits")
 
-    def __init__(self, size: int = 8) -> None:
+    def __init__(self, size: int = 8, max_bytes: int = 32 * 1024) -> None:
         self._recent: deque[_Decision] = deque(maxlen=size)
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self.hits = 0
 
     def find(self, page: bytearray, settings: tuple[object, ...]) -> _Decision | None:
@@ -318,7 +320,16 @@ class HeadDecisions:
         return None
 
     def keep(self, decision: _Decision) -> None:
-        self._recent.appendleft(decision)
+        size = len(decision.prefix)
+        if size > self._max_bytes:
+            return  # a head this long is scanned each time
+        recent = self._recent
+        if len(recent) == recent.maxlen:
+            self._bytes -= len(recent.pop().prefix)
+        while recent and self._bytes + size > self._max_bytes:
+            self._bytes -= len(recent.pop().prefix)
+        recent.appendleft(decision)
+        self._bytes += size
 
 
 class HtmlInjector:

@@ -538,3 +538,19 @@ def test_remembered_decisions_change_nothing(
     for page in pages:
         cuts = data.draw(st.lists(st.integers(0, len(page)), max_size=8))
         assert run_with(decisions, page, split(page, cuts)) == run(page)
+
+
+def test_remembered_heads_are_bounded_in_bytes() -> None:
+    decisions = HeadDecisions(size=8, max_bytes=1000)
+    heads = [b"<head><title>" + bytes([97 + n]) * 300 + b"</title></head><p>" for n in range(4)]
+    for head in heads:
+        run_with(decisions, head)
+    # Three 330-byte heads fit in 1,000 bytes: the oldest went; a longer one is never kept.
+    run_with(decisions, heads[0])
+    assert decisions.hits == 0
+    run_with(decisions, heads[3])
+    assert decisions.hits == 1
+    huge = b"<head><title>" + b"z" * 2000 + b"</title></head><p>"
+    run_with(decisions, huge)
+    run_with(decisions, huge)
+    assert decisions.hits == 1
