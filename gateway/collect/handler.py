@@ -92,6 +92,8 @@ class CollectEndpoint:
         self._clock = clock
         self._by_ip = RateLimiter(config.ip_rate, config.ip_burst)
         self._by_session = RateLimiter(config.session_rate, config.session_burst)
+        # (site, session) -> batches of it waiting for the start of its recording.
+        self._starting: dict[tuple[str, str], int] = {}
         self._refreshing: set[str] = set()  # sites whose quota gauges are being read
         self._refresh_again: set[str] = set()  # ... and must be read once more after
         self._new_sessions = RateLimiter(
@@ -245,13 +247,23 @@ class CollectEndpoint:
         if not context.has_activity:
             # A recording starts with a visitor's own activity, never before.
             return Refusal.NO_ACTIVITY
-        # Session ids are the client's choice: bound how fast one address
-        # opens new recordings, so nobody can burn a site's monthly quota.
-        wait = self._new_sessions.take(_rate_key(peer), now)
-        if wait:
-            return wait
-        if not await self._quota.try_start(site.key, batch.session, limit, moment):
-            return Refusal.QUOTA
+        starting = (site.key, batch.session)
+        if starting not in self._starting:
+            # Session ids are the client's choice: bound how fast one address
+            # opens new recordings, so nobody can burn a site's monthly quota.
+            # (Once per recording: its batches arriving together are one start.)
+            wait = self._new_sessions.take(_rate_key(peer), now)
+            if wait:
+                return wait
+        self._starting[starting] = self._starting.get(starting, 0) + 1
+        try:
+            if not await self._quota.try_start(site.key, batch.session, limit, moment):
+                return Refusal.QUOTA
+        finally:
+            if self._starting[starting] == 1:
+                del self._starting[starting]
+            else:
+                self._starting[starting] -= 1
         await self._refresh_quota_gauges(site.key, limit, moment)
         return None
 

@@ -465,3 +465,15 @@ async def test_recordings_starting_together_are_all_counted_and_shown(
     answers = await asyncio.gather(*(post(client, gw, body) for body in bodies))
     assert all(answer == {"record": True} for _, answer, _ in answers)
     assert await gw.metric_becomes("gateway_quota_used", 12, site="shop") == 12
+
+
+async def test_batches_of_one_new_recording_arriving_together_are_one_start(
+    make_gateway: GatewayFactory, client: aiohttp.ClientSession
+) -> None:
+    gw = await make_gateway(extra_collect="new_sessions_per_hour = 1.0\nnew_sessions_burst = 2")
+    together = [b.first_batch(session="one", seq=n) for n in range(6)]
+    answers = await asyncio.gather(*(post(client, gw, body) for body in together))
+    assert [answer for _, answer, _ in answers] == [{"record": True}] * 6
+    # One of the address's two new recordings was used, not six.
+    assert (await post(client, gw, b.first_batch(session="two")))[1] == {"record": True}
+    assert (await post(client, gw, b.first_batch(session="three")))[0] == 429
