@@ -188,18 +188,30 @@ async def relay_injected(
     if csp.plan is not None:
         _replace_csp(headers, csp.plan)
     response = RelayedResponse(status=origin.status, reason=origin.reason, headers=headers)
-    body = _encoded(make_encoder(coding), decoder, b"".join(ready), pending, origin)
-    if origin.content_length is not None and origin.content_length <= SMALL_PAGE_BYTES:
+    if coding == "identity" and candidate.coding == "identity" and origin.content.complete:
+        # The usual page: all of it here, nothing to decode or encode. One write.
+        page = b"".join((*ready, *pending, origin.content.take()))
+        response.content_length = len(page)
+        response.send_headers_with_body()
+        body: AsyncIterator[bytes] = _once(page)
+    elif origin.content_length is not None and origin.content_length <= SMALL_PAGE_BYTES:
+        body = _encoded(make_encoder(coding), decoder, b"".join(ready), pending, origin)
         gathered = await _gather(body, SMALL_PAGE_BYTES * 4)
         if gathered.complete:
             # A small page goes out in one write with its length: no chunks, fewer syscalls.
             response.content_length = sum(len(p) for p in gathered.parts)
             response.send_headers_with_body()
         body = gathered.replay(body)
+    else:
+        body = _encoded(make_encoder(coding), decoder, b"".join(ready), pending, origin)
     await response.prepare(request)
     if await stream_body(request, ClientSender(response, idle), body, site, metrics):
         await response.write_eof()
     return response
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 @dataclass

@@ -69,6 +69,17 @@ class OriginBody:
         """The whole body arrived and was read."""
         return self._eof and not self._chunks
 
+    def take(self) -> bytes:
+        """Whatever has arrived and was not read yet, without waiting (b"" if nothing)."""
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._size = 0
+        if self._paused:
+            self._paused = False
+            self._switch.resume_reading()
+        return data
+
     async def readany(self) -> bytes:
         """The next bytes; b"" at the end of the body. Waits at most `idle` seconds."""
         while not self._chunks:
@@ -84,14 +95,7 @@ class OriginBody:
                 raise OriginTimeout(f"the origin sent nothing for {self._idle:g} s") from None
             finally:
                 self._waiter = None
-        chunks = self._chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._chunks = []
-        self._size = 0
-        if self._paused:
-            self._paused = False
-            self._switch.resume_reading()
-        return data
+        return self.take()
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         while chunk := await self.readany():
