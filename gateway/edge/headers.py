@@ -122,9 +122,21 @@ def response_headers(raw: RawHeaders, *, via: str) -> CIMultiDict[str]:
         lower = name.lower()
         if lower in _RESPONSE_DROP or lower in named:
             continue
-        out.add(name, value_b.decode("latin-1"))
+        out.add(name, header_text(value_b))
     append_via(out, via)
     return out
+
+
+def header_text(value: bytes) -> str:
+    """A response header value as text aiohttp will write back as the same bytes.
+
+    aiohttp encodes header text as UTF-8: UTF-8 bytes come back byte for byte.
+    Bytes that are not UTF-8 (old ISO-8859-1) cannot, and are kept readable.
+    """
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def append_via(headers: CIMultiDict[str], via: str) -> None:

@@ -6,7 +6,14 @@ from typing import Any
 
 import aiohttp
 
-from tests.integration.conftest import GatewayFactory, Origin, RunningGateway, raw_exchange
+from tests.integration.conftest import (
+    GatewayFactory,
+    Origin,
+    RawOrigin,
+    RunningGateway,
+    raw_exchange,
+    site_config,
+)
 
 
 def _headers(seen: dict[str, Any]) -> list[tuple[str, str]]:
@@ -179,3 +186,56 @@ async def test_metrics_count_requests_and_bytes(
     assert 'gateway_proxy_requests_total{method="POST",site="shop",status_class="2xx"} 1.0' in text
     async with client.get(gw.admin_url + "/readyz") as response:
         assert response.status == 200
+
+
+async def test_non_ascii_header_bytes_pass_through(
+    make_gateway: GatewayFactory, raw_origin: RawOrigin
+) -> None:
+    # UTF-8 in a response header (a filename, an IRI) reaches the client byte for byte;
+    # a byte that is not UTF-8 (old ISO-8859-1) does not break the answer.
+    url = await raw_origin(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+        b'Content-Disposition: inline; filename="\xc3\xa9t\xc3\xa9.txt"\r\n'
+        b"X-Old: caf\xe9\r\n"
+        b"Content-Security-Policy: script-src 'self'; report-uri /r\xe9port\r\n\r\nok"
+    )
+    gw = await make_gateway(site_config(url))
+    answer = await raw_exchange(
+        gw.port, b"GET /x HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b'filename="\xc3\xa9t\xc3\xa9.txt"\r\n' in answer
+    assert b"\r\nX-Old: caf" in answer
+    assert b"report-uri /r" in answer  # a policy with such a byte is still relayed
+    assert answer.endswith(b"\r\n\r\nok")
+
+
+async def test_non_ascii_request_header_bytes_reach_the_origin_as_sent(
+    gw: RunningGateway, origin: Origin
+) -> None:
+    await raw_exchange(
+        gw.port,
+        b"GET /echo HTTP/1.1\r\nHost: shop.test\r\nX-Name: Ren\xc3\xa9e\r\nConnection: close\r\n\r\n",
+    )
+    seen = {name.lower(): value for name, value in origin.state.requests[-1]["headers"]}
+    assert seen["x-name"].encode("latin-1") == b"Ren\xc3\xa9e"
+
+
+async def test_injected_page_whose_policy_holds_a_non_utf8_byte_is_served(
+    make_gateway: GatewayFactory, raw_origin: RawOrigin
+) -> None:
+    body = b"<html><head></head><body>hi</body></html>"
+    url = await raw_origin(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+        b"Content-Security-Policy: script-src 'self'; report-uri /r\xe9port\r\n\r\n"
+        % len(body)
+        + body
+    )
+    gw = await make_gateway(site_config(url))
+    answer = await raw_exchange(
+        gw.port,
+        b"GET /x HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: Mozilla/5.0 Chrome/130.0\r\n"
+        b"Accept: text/html\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"recorder.js" in answer  # injected, its policy rewritten to allow the tag

@@ -14,6 +14,7 @@ from typing import Protocol, cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.edge.headers import header_text
 from gateway.edge.origin.body import OriginBody
 from gateway.edge.origin.errors import (
     OriginBodyError,
@@ -53,10 +54,7 @@ class OriginResponse:
     def headers(self) -> CIMultiDictProxy[str]:
         if self._headers is None:
             self._headers = CIMultiDictProxy(
-                CIMultiDict(
-                    (n.decode("latin-1"), v.decode("utf-8", "surrogateescape"))
-                    for n, v in self.raw_headers
-                )
+                CIMultiDict((n.decode("latin-1"), header_text(v)) for n, v in self.raw_headers)
             )
         return self._headers
 
@@ -301,7 +299,7 @@ class OriginConnection(asyncio.Protocol):
         body = self._body = OriginBody(self, self._idle)
         response = OriginResponse(
             status,
-            self._reason.decode("latin-1"),
+            header_text(self._reason),
             tuple(self._raw),
             body,
             lambda keep: self._owner.done(self, keep),
