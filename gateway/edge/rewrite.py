@@ -194,16 +194,15 @@ async def relay_injected(
         response.content_length = len(page)
         response.send_headers_with_body()
         body: AsyncIterator[bytes] = _once(page)
-    elif origin.content_length is not None and origin.content_length <= SMALL_PAGE_BYTES:
-        body = _encoded(make_encoder(coding), decoder, b"".join(ready), pending, origin)
-        gathered = await _gather(body, SMALL_PAGE_BYTES * 4)
-        if gathered.complete:
-            # A small page goes out in one write with its length: no chunks, fewer syscalls.
-            response.content_length = sum(len(p) for p in gathered.parts)
-            response.send_headers_with_body()
-        body = gathered.replay(body)
     else:
         body = _encoded(make_encoder(coding), decoder, b"".join(ready), pending, origin)
+        if origin.content_length is not None and origin.content_length <= SMALL_PAGE_BYTES:
+            gathered = await _gather(body, SMALL_PAGE_BYTES * 4)
+            if gathered.complete:
+                # A small page goes out in one write with its length: no chunks, fewer syscalls.
+                response.content_length = sum(len(p) for p in gathered.parts)
+                response.send_headers_with_body()
+            body = gathered.replay(body)
     await response.prepare(request)
     if await stream_body(request, ClientSender(response, idle), body, site, metrics):
         await response.write_eof()
