@@ -121,10 +121,9 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"- gateway RSS idle: {extras['gateway_idle_rss_mib']} MiB")
         lines.append("")
     lines += ["**Targets**", "", "| target | measured | met |", "|---|---|---|"]
+    verdicts = {True: "yes", False: "no", None: "-"}
     for target in results["targets"]:
-        lines.append(
-            f"| {target['what']} | {target['measured']} | {'yes' if target['met'] else 'no'} |"
-        )
+        lines.append(f"| {target['what']} | {target['measured']} | {verdicts[target['met']]} |")
     return "\n".join(lines) + "\n"
 
 

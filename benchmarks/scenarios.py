@@ -148,18 +148,19 @@ def fixture_body(name: str) -> tuple[str, int]:
 
 
 def collect(
-    gateway: Server, ceiling: Server, settings: Settings, work: Path
+    gateway: Server, ceiling: Server, floor: Server, settings: Settings, work: Path
 ) -> dict[str, dict[str, Any]]:
     """Recorder batches through masking, spool, lz4 and the embedded store, against a
-    handler that only reads the body. The gateway's figure counts batches it stored and
-    the time its store took to take them all in (the spool drained)."""
+    handler that only reads the body, and one that only decodes and compresses it (the
+    floor). The gateway's figure counts batches it stored and the time its store took to
+    take them all in (the spool drained)."""
     results: dict[str, dict[str, Any]] = {}
     # A full snapshot starts each recording; incremental batches come 20 to a recording.
     for fixture, per_session in (("full_snapshot", 1), ("incremental", 20)):
         body, events = fixture_body(fixture)
         script = post_script(work, fixture, COLLECT_PATH, body, per_session)
         stored_before = _metric(gateway, "gateway_collect_batches_total", 'outcome="stored"')
-        measured = closed_loop([ceiling, gateway], "", settings, script=script, work=work)
+        measured = closed_loop([ceiling, floor, gateway], "", settings, script=script, work=work)
         for result in measured.values():
             # What counts here is the request bodies taken in, not the short answers.
             result.bytes_per_second = Spread.of(
@@ -182,6 +183,8 @@ def collect(
                 stored * events / (sent_seconds + drain), 1
             ),
             "bytes_per_second_ratio": measured["gateway"].bytes_per_second.median
+            / measured[ceiling.name].bytes_per_second.median,
+            "floor_bytes_per_second_ratio": measured[floor.name].bytes_per_second.median
             / measured[ceiling.name].bytes_per_second.median,
         }
     return results

@@ -178,6 +178,12 @@ def naive_proxy(origin_url: str, work: Path) -> Server:
     return _spawn("naive-aiohttp-proxy", [*argv, "--origin", origin_url], port, work)
 
 
+def aiohttp_floor(origin_url: str, work: Path) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "benchmarks.peers", "floor", "--port", str(port)]
+    return _spawn("aiohttp-floor", [*argv, "--origin", origin_url], port, work)
+
+
 def gateway(origin_url: str, work: Path, workers: int = 1) -> Server:
     """The gateway with the embedded store, limits lifted for load; `workers` processes."""
     port, admin = free_port(), free_port()

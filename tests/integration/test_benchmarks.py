@@ -46,6 +46,7 @@ def test_quick_benchmark_run_writes_results(tmp_path: Path) -> None:
         "nginx-sub_filter",
         "aiohttp-ceiling",
         "naive-aiohttp-proxy",
+        "aiohttp-floor",
         "gateway",
         "gateway-2-workers",
     }
@@ -56,6 +57,8 @@ def test_quick_benchmark_run_writes_results(tmp_path: Path) -> None:
     for fixture in ("full_snapshot", "incremental"):
         row = results["scenarios"]["5_collect"][fixture]
         assert row["systems"]["gateway"]["errors"] == 0
+        assert row["systems"]["aiohttp-floor"]["errors"] == 0
+        assert row["floor_bytes_per_second_ratio"] > 0
         # Every batch the gateway answered was stored, and its store took them all in.
         assert row["gateway_stored_batches"] > 0
         assert row["gateway_end_to_end_events_per_second"] > 0
@@ -63,6 +66,8 @@ def test_quick_benchmark_run_writes_results(tmp_path: Path) -> None:
     assert latency["gateway"]["errors"] == 0 and latency["gateway"]["completed"] > 0
     assert {t["what"][:2] for t in results["targets"]} >= {"1:", "4:", "5:", "6:"}
     assert any("scaling from 1 to 2" in t["what"] for t in results["targets"])
+    bounds = [t for t in results["targets"] if "the aiohttp floor" in t["what"]]
+    assert len(bounds) == 4 and all(t["met"] is None for t in bounds)
     table = result_file.with_suffix(".md").read_text()
     assert "| gateway |" in table and "**Targets**" in table
     assert result_file.with_suffix(".png").stat().st_size > 10_000
