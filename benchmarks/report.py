@@ -96,7 +96,8 @@ def markdown(results: dict[str, Any]) -> str:
     if latency:
         lines += [
             f"**6. Added latency, open loop at {latency['rate']:,.0f} requests/s for "
-            f"{latency['seconds']:g} s (from the scheduled send time)**",
+            f"{latency['seconds']:g} s (from the scheduled send time; generator in "
+            f"{latency['generator']})**",
             "",
             "| system | p50 ms | p99 ms |",
             "|---|---|---|",
@@ -106,6 +107,8 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| {name} | {row['p50_ms']} | {row['p99_ms']} |")
         lines += [
             f"| added by the gateway | {latency['added_p50_ms']} | {latency['added_p99_ms']} |",
+            f"| added by the aiohttp floor | {latency['floor_added_p50_ms']} "
+            f"| {latency['floor_added_p99_ms']} |",
             "",
         ]
     extras = results.get("extras", {})

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.measure import rss, wait_until, watching
-from benchmarks.openloop import open_loop
+from benchmarks.openloop import build_native, open_loop
 from benchmarks.stats import Spread
 from benchmarks.systems import Server
 from benchmarks.wrk import WrkResult, get_script, post_script, run_wrk
@@ -202,10 +202,17 @@ def _metric(gateway: Server, name: str, labels: str) -> float:
     return total
 
 
-def added_latency(direct: Server, gateway: Server, path: str, settings: Settings) -> dict[str, Any]:
-    """Open loop at a fixed rate (wrk2-style, latency from the scheduled send time)."""
-    out: dict[str, Any] = {"rate": settings.latency_rate, "seconds": settings.latency_seconds}
-    for system in (direct, gateway):
+def added_latency(
+    direct: Server, gateway: Server, floor: Server, path: str, settings: Settings
+) -> dict[str, Any]:
+    """Open loop at a fixed rate (wrk2-style, latency from the scheduled send time); the
+    floor shows what any proxy on aiohttp adds at the same rate."""
+    out: dict[str, Any] = {
+        "rate": settings.latency_rate,
+        "seconds": settings.latency_seconds,
+        "generator": "C (native/openloop.c)" if build_native() else "Python (openloop.py)",
+    }
+    for system in (direct, floor, gateway):
         result = asyncio.run(
             open_loop(
                 "127.0.0.1",
@@ -221,8 +228,10 @@ def added_latency(direct: Server, gateway: Server, path: str, settings: Settings
             "completed": result.completed,
             "errors": result.errors,
         }
-    out["added_p50_ms"] = round(out[gateway.name]["p50_ms"] - out[direct.name]["p50_ms"], 3)
-    out["added_p99_ms"] = round(out[gateway.name]["p99_ms"] - out[direct.name]["p99_ms"], 3)
+    for system, key in ((gateway, "added"), (floor, "floor_added")):
+        for quantile in ("p50", "p99"):
+            added = out[system.name][f"{quantile}_ms"] - out[direct.name][f"{quantile}_ms"]
+            out[f"{key}_{quantile}_ms"] = round(added, 3)
     return out
 
 

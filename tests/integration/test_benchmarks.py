@@ -63,11 +63,13 @@ def test_quick_benchmark_run_writes_results(tmp_path: Path) -> None:
         assert row["gateway_stored_batches"] > 0
         assert row["gateway_end_to_end_events_per_second"] > 0
     latency = results["scenarios"]["6_added_latency"]
-    assert latency["gateway"]["errors"] == 0 and latency["gateway"]["completed"] > 0
+    for name in ("origin-direct", "aiohttp-floor", "gateway"):
+        assert latency[name]["errors"] == 0 and latency[name]["completed"] > 0, name
+    assert latency["generator"].startswith("C")  # gcc is here: the native generator ran
     assert {t["what"][:2] for t in results["targets"]} >= {"1:", "4:", "5:", "6:"}
     assert any("scaling from 1 to 2" in t["what"] for t in results["targets"])
     bounds = [t for t in results["targets"] if "the aiohttp floor" in t["what"]]
-    assert len(bounds) == 4 and all(t["met"] is None for t in bounds)
+    assert len(bounds) == 5 and all(t["met"] is None for t in bounds)
     table = result_file.with_suffix(".md").read_text()
     assert "| gateway |" in table and "**Targets**" in table
     assert result_file.with_suffix(".png").stat().st_size > 10_000
