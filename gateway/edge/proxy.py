@@ -20,6 +20,7 @@ from gateway.collect.handler import CollectEndpoint
 from gateway.config import Config, node_name
 from gateway.edge.admission import Admitted, Limits, admit
 from gateway.edge.codecs import parse_content_encoding
+from gateway.edge.deadline import within
 from gateway.edge.eligibility import Candidate, judge
 from gateway.edge.errors import json_error
 from gateway.edge.expect import send_continue
@@ -181,8 +182,7 @@ class Proxy:
         started = loop.time()
         try:
             # Without a body to send, the whole wait is for the origin's answer.
-            timer = asyncio.timeout(self._response_timeout if body is None else None)
-            async with timer:
+            with within(self._response_timeout if body is None else None):
                 origin = await self._pool.request(
                     self._addresses[site.key],
                     request.method,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.edge.codecs import CodecError
+from gateway.edge.deadline import within
 from gateway.edge.origin.connection import OriginResponse
 from gateway.edge.origin.errors import OriginError
 from gateway.edge.responses import RelayedResponse
@@ -52,7 +52,7 @@ class ClientSender:
         if not data:
             return
         try:
-            async with asyncio.timeout(self._idle):
+            with within(self._idle):
                 await self._response.write(data)
         except TimeoutError as exc:
             raise ClientStalled from exc
