@@ -18,6 +18,7 @@ from gateway.edge.errors import json_error
 from gateway.edge.headers import via_mentions
 from gateway.edge.routing import HostRouter, normalize_host
 from gateway.edge.sites import Site
+from gateway.memo import remember
 
 _ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
@@ -41,6 +42,7 @@ class Limits:
     body: int
 
 
+@remember(longest=512, maxsize=4096)
 def normalize_path(raw_path: str) -> str:
     """The path as an origin may end up resolving it.
 

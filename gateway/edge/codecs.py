@@ -12,6 +12,8 @@ from typing import Protocol
 import brotli
 import zstandard
 
+from gateway.memo import remember
+
 SUPPORTED: tuple[str, ...] = ("gzip", "deflate", "br", "zstd")
 
 PIECE = 64 * 1024
@@ -261,10 +263,15 @@ def make_encoder(coding: str) -> Encoder:
     raise CodecError(f"unsupported content coding: {coding!r}")
 
 
-def parse_content_encoding(value: str | None) -> list[str]:
+def parse_content_encoding(value: str | None) -> tuple[str, ...]:
     """Codings in the order applied, lowercased, x-gzip as gzip, without identity."""
-    codings = (_canonical(c) for c in (value or "").split(","))
-    return [c for c in codings if c and c != "identity"]
+    return _parse_content_encoding(value or "")
+
+
+@remember(maxsize=64)
+def _parse_content_encoding(value: str) -> tuple[str, ...]:
+    codings = (_canonical(c) for c in value.split(","))
+    return tuple(c for c in codings if c and c != "identity")
 
 
 def _accept_weights(value: str) -> dict[str, float]:

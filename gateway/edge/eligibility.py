@@ -14,6 +14,7 @@ from multidict import CIMultiDictProxy
 
 from gateway.edge.codecs import SUPPORTED, parse_content_encoding
 from gateway.edge.sites import Site
+from gateway.memo import remember
 
 # XHTML goes to the browser's XML parser: the tag is written to be well-formed XML too
 # (quoted attribute values, `async=""`, an explicit end tag).
@@ -39,6 +40,11 @@ class Candidate:
 
 def media_type(content_type: str | None) -> tuple[str, str]:
     """(lowercased media type, lowercased charset or "")."""
+    return _media_type(content_type or "")
+
+
+@remember()
+def _media_type(content_type: str) -> tuple[str, str]:
     if not content_type:
         return "", ""
     kind, _, params = content_type.partition(";")
@@ -50,10 +56,12 @@ def media_type(content_type: str | None) -> tuple[str, str]:
     return kind.strip().lower(), charset
 
 
+@remember(longest=512)
 def is_bot(user_agent: str) -> bool:
     return bool(_BOTS.search(user_agent))
 
 
+@remember(longest=512)
 def is_mobile(user_agent: str) -> bool:
     return bool(_MOBILE.search(user_agent))
 

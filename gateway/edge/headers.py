@@ -113,16 +113,23 @@ def request_headers(
     return out
 
 
-def response_headers(raw: RawHeaders, *, via: str) -> CIMultiDict[str]:
-    """Origin response headers to relay, in order, repeated ones kept apart."""
-    named = connection_tokens(raw)
+def decode_response_headers(raw: RawHeaders) -> list[tuple[str, str]]:
+    """An origin's header fields as text, in order (values as `header_text` makes them)."""
+    return [(name.decode("latin-1"), header_text(value)) for name, value in raw]
+
+
+def response_headers(fields: Sequence[tuple[str, str]], *, via: str) -> CIMultiDict[str]:
+    """Origin response headers (decoded) to relay, in order, repeated ones kept apart."""
+    named: set[str] = set()
+    for name, value in fields:
+        if name.lower() == "connection":
+            named.update(t.strip().lower() for t in value.split(",") if t.strip())
     out: CIMultiDict[str] = CIMultiDict()
-    for name_b, value_b in raw:
-        name = name_b.decode("latin-1")
+    for name, value in fields:
         lower = name.lower()
         if lower in _RESPONSE_DROP or lower in named:
             continue
-        out.add(name, header_text(value_b))
+        out.add(name, value)
     append_via(out, via)
     return out
 

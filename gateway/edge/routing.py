@@ -7,12 +7,15 @@ import re
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
+from gateway.memo import remember
+
 T = TypeVar("T")
 # Letters, digits, '-', '.' and '_' (seen in real names): anything else in a Host
 # is an attack on whatever later reflects it (Location, CSP, logs).
 _REG_NAME = re.compile(r"[a-z0-9._-]+")
 
 
+@remember()
 def normalize_host(value: str) -> str | None:
     """The host part of a Host header or authority, lowercased, without port.
 

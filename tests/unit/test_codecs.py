@@ -322,4 +322,4 @@ def test_choose_encoding(accept: str | None, preferred: str, expected: str) -> N
     ],
 )
 def test_parse_content_encoding(value: str | None, expected: list[str]) -> None:
-    assert parse_content_encoding(value) == expected
+    assert list(parse_content_encoding(value)) == expected

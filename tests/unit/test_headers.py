@@ -10,6 +10,7 @@ from gateway.edge.headers import (
     TrustedProxies,
     append_via,
     connection_tokens,
+    decode_response_headers,
     has_token,
     request_headers,
     response_headers,
@@ -17,6 +18,11 @@ from gateway.edge.headers import (
 )
 
 VIA = "1.1 gw-test"
+
+
+def fields(*pairs: tuple[str, str]) -> list[tuple[str, str]]:
+    """Response header fields as the origin client decodes them."""
+    return decode_response_headers(raw(*pairs))
 
 
 def raw(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
@@ -211,7 +217,7 @@ def test_request_upgrade_dropped_unless_kept() -> None:
 
 def test_response_drops_hop_by_hop_length_and_connection_named() -> None:
     out = response_headers(
-        raw(
+        fields(
             ("Content-Type", "text/html"),
             ("Content-Length", "10"),
             ("Transfer-Encoding", "chunked"),
@@ -237,7 +243,7 @@ def test_response_drops_hop_by_hop_length_and_connection_named() -> None:
 
 
 def test_response_via_is_appended() -> None:
-    out = response_headers(raw(("Via", "1.1 origin-lb")), via=VIA)
+    out = response_headers(fields(("Via", "1.1 origin-lb")), via=VIA)
     assert out.getall("Via") == ["1.1 origin-lb, 1.1 gw-test"]
 
 

@@ -14,7 +14,7 @@ from typing import Protocol, cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.edge.headers import header_text
+from gateway.edge.headers import decode_response_headers, header_text
 from gateway.edge.origin.body import OriginBody
 from gateway.edge.origin.errors import (
     OriginBodyError,
@@ -33,7 +33,7 @@ MAX_HEAD_BYTES = 64 * 1024
 class OriginResponse:
     """Status, headers and streaming body of an origin's answer."""
 
-    __slots__ = ("_headers", "_on_done", "content", "raw_headers", "reason", "status")
+    __slots__ = ("_fields", "_headers", "_on_done", "content", "raw_headers", "reason", "status")
 
     def __init__(
         self,
@@ -48,14 +48,20 @@ class OriginResponse:
         self.raw_headers = raw_headers
         self.content = content
         self._on_done = on_done
+        self._fields: list[tuple[str, str]] | None = None
         self._headers: CIMultiDictProxy[str] | None = None
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        """The header fields as text, in order (decoded once)."""
+        if self._fields is None:
+            self._fields = decode_response_headers(self.raw_headers)
+        return self._fields
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
         if self._headers is None:
-            self._headers = CIMultiDictProxy(
-                CIMultiDict((n.decode("latin-1"), header_text(v)) for n, v in self.raw_headers)
-            )
+            self._headers = CIMultiDictProxy(CIMultiDict(self.fields))
         return self._headers
 
     @property
