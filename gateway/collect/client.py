@@ -7,6 +7,7 @@ Opera and Samsung Internet say "Chrome" too, and Chrome says "Safari".
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -33,6 +34,21 @@ class ClientDescription:
 
 def describe_client(user_agent: str, mobile_hint: bool | None = None) -> ClientDescription:
     """Device class and browser name; `mobile_hint` is Sec-CH-UA-Mobile when sent."""
+    if len(user_agent) <= _REMEMBERED_LENGTH:
+        return _remembered(user_agent, mobile_hint)
+    return _describe(user_agent, mobile_hint)
+
+
+# A visitor's batches all carry the same User-Agent: remember the answers (bounded).
+_REMEMBERED_LENGTH = 512
+
+
+@functools.lru_cache(maxsize=1024)
+def _remembered(user_agent: str, mobile_hint: bool | None) -> ClientDescription:
+    return _describe(user_agent, mobile_hint)
+
+
+def _describe(user_agent: str, mobile_hint: bool | None) -> ClientDescription:
     if not user_agent.strip():
         return ClientDescription(device="", browser="")
     if mobile_hint or _MOBILE.search(user_agent):

@@ -81,3 +81,14 @@ def test_client_hint_marks_mobile() -> None:
     agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0.0.0 Safari/537.36"
     assert describe_client(agent, mobile_hint=True).device == "mobile"
     assert describe_client(agent, mobile_hint=False).device == "desktop"
+
+
+def test_answers_are_the_same_remembered_or_not() -> None:
+    phone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Version/17.0 Safari/605.1"
+    first = describe_client(phone)
+    assert describe_client(phone) == first == describe_client(phone, None)
+    assert first.device == "mobile" and first.browser == "Safari"
+    # Longer than what is remembered: computed each time, the same rules.
+    padded = phone + " " + "x" * 600
+    assert describe_client(padded) == first
+    assert describe_client(phone, mobile_hint=False).device == "mobile"  # the UA says so
