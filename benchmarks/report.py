@@ -94,23 +94,30 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     latency = results["scenarios"].get("6_added_latency")
     if latency:
+        runs = latency.get("runs", 1)
         lines += [
             f"**6. Added latency, open loop at {latency['rate']:,.0f} requests/s for "
-            f"{latency['seconds']:g} s (from the scheduled send time; generator in "
-            f"{latency['generator']})**",
+            f"{latency['seconds']:g} s, {runs} run{'s' if runs != 1 else ''} a system "
+            f"(from the scheduled send time; generator in {latency['generator']})**",
             "",
             "| system | p50 ms | p99 ms |",
             "|---|---|---|",
         ]
+
+        def cell(row: dict[str, Any], prefix: str, quantile: str) -> str:
+            low, high = row[f"{prefix}{quantile}_range_ms"]
+            median = row[f"{prefix}{quantile}_ms"]
+            return f"{median:.2f}" if runs == 1 else f"{median:.2f} ({low:.2f}-{high:.2f})"
+
         for name, row in latency.items():
             if isinstance(row, dict):
-                lines.append(f"| {name} | {row['p50_ms']} | {row['p99_ms']} |")
-        lines += [
-            f"| added by the gateway | {latency['added_p50_ms']} | {latency['added_p99_ms']} |",
-            f"| added by the aiohttp floor | {latency['floor_added_p50_ms']} "
-            f"| {latency['floor_added_p99_ms']} |",
-            "",
-        ]
+                lines.append(f"| {name} | {cell(row, '', 'p50')} | {cell(row, '', 'p99')} |")
+        for label, prefix in (("the gateway", "added_"), ("the aiohttp floor", "floor_added_")):
+            lines.append(
+                f"| added by {label} (round by round) | {cell(latency, prefix, 'p50')} "
+                f"| {cell(latency, prefix, 'p99')} |"
+            )
+        lines.append("")
     extras = results.get("extras", {})
     if extras:
         lines += ["**Also**", ""]

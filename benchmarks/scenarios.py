@@ -205,34 +205,53 @@ def _metric(gateway: Server, name: str, labels: str) -> float:
 def added_latency(
     direct: Server, gateway: Server, floor: Server, path: str, settings: Settings
 ) -> dict[str, Any]:
-    """Open loop at a fixed rate (wrk2-style, latency from the scheduled send time); the
-    floor shows what any proxy on aiohttp adds at the same rate."""
+    """Open loop at a fixed rate (wrk2-style, latency from the scheduled send time), each
+    system `settings.runs` times, interleaved. What the gateway (and the floor: any proxy
+    on aiohttp) adds is taken round by round against the direct origin's run of the same
+    round, then the median: the machine's noise of the moment falls on both."""
     out: dict[str, Any] = {
         "rate": settings.latency_rate,
         "seconds": settings.latency_seconds,
+        "runs": settings.runs,
         "generator": "C (native/openloop.c)" if build_native() else "Python (openloop.py)",
     }
-    for system in (direct, floor, gateway):
-        result = asyncio.run(
-            open_loop(
-                "127.0.0.1",
-                system.port,
-                path,
-                rate=settings.latency_rate,
-                duration=settings.latency_seconds,
+    systems = [direct, floor, gateway]
+    quantiles: dict[str, dict[str, list[float]]] = {s.name: {"p50": [], "p99": []} for s in systems}
+    counts = {s.name: {"completed": 0, "errors": 0} for s in systems}
+    for index in range(settings.runs):
+        for system in systems[index % len(systems) :] + systems[: index % len(systems)]:
+            result = asyncio.run(
+                open_loop(
+                    "127.0.0.1",
+                    system.port,
+                    path,
+                    rate=settings.latency_rate,
+                    duration=settings.latency_seconds,
+                )
             )
-        )
-        out[system.name] = {
-            "p50_ms": round(result.percentile(50), 3),
-            "p99_ms": round(result.percentile(99), 3),
-            "completed": result.completed,
-            "errors": result.errors,
-        }
+            quantiles[system.name]["p50"].append(result.percentile(50))
+            quantiles[system.name]["p99"].append(result.percentile(99))
+            counts[system.name]["completed"] += result.completed
+            counts[system.name]["errors"] += result.errors
+    for system in systems:
+        row: dict[str, Any] = dict(counts[system.name])
+        for quantile, values in quantiles[system.name].items():
+            row.update(_spread_ms(quantile, values))
+        out[system.name] = row
     for system, key in ((gateway, "added"), (floor, "floor_added")):
         for quantile in ("p50", "p99"):
-            added = out[system.name][f"{quantile}_ms"] - out[direct.name][f"{quantile}_ms"]
-            out[f"{key}_{quantile}_ms"] = round(added, 3)
+            mine, origin = quantiles[system.name][quantile], quantiles[direct.name][quantile]
+            added = _spread_ms(quantile, [a - b for a, b in zip(mine, origin, strict=True)])
+            out.update({f"{key}_{name}": value for name, value in added.items()})
     return out
+
+
+def _spread_ms(quantile: str, values: list[float]) -> dict[str, Any]:
+    spread = Spread.of(values)
+    return {
+        f"{quantile}_ms": round(spread.median, 3),
+        f"{quantile}_range_ms": [round(spread.low, 3), round(spread.high, 3)],
+    }
 
 
 def idle_rss_mib(server: Server) -> float:

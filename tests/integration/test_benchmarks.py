@@ -66,6 +66,8 @@ def test_quick_benchmark_run_writes_results(tmp_path: Path) -> None:
     for name in ("origin-direct", "aiohttp-floor", "gateway"):
         assert latency[name]["errors"] == 0 and latency[name]["completed"] > 0, name
     assert latency["generator"].startswith("C")  # gcc is here: the native generator ran
+    low, high = latency["added_p99_range_ms"]
+    assert low <= latency["added_p99_ms"] <= high
     assert {t["what"][:2] for t in results["targets"]} >= {"1:", "4:", "5:", "6:"}
     assert any("scaling from 1 to 2" in t["what"] for t in results["targets"])
     bounds = [t for t in results["targets"] if "the aiohttp floor" in t["what"]]
