@@ -46,7 +46,7 @@ $(RECORDER): $(NPM_STAMP) gateway/web/build.mjs $(wildcard gateway/web/src/*.js)
 run: setup
 	$(BIN)/gateway demo
 
-# Every benchmark scenario side by side (about 8 minutes): benchmarks/results/<date>.*
+# Every benchmark scenario side by side (about 10 minutes): benchmarks/results/<date>.*
 bench: setup
 	$(BIN)/python -m benchmarks.run
 
