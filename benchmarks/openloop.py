@@ -83,16 +83,19 @@ _FAILURES = (
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Reads one response; (status, connection reusable)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1."):
-        raise _BadResponse(head[:40])
-    status = int(head[9:12])
+    """Reads one response (interim 1xx answers skipped); (status, connection reusable)."""
+    while True:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1."):
+            raise _BadResponse(head[:40])
+        status = int(head[9:12])
+        if not 100 <= status < 200 or status == 101:
+            break
     lower = head.lower()
     reusable = b"\r\nconnection: close" not in lower and head[7:8] == b"1"
     if status < 200 or status in (204, 304):
         return status, reusable
-    if b"\r\ntransfer-encoding: chunked" in lower:
+    if _last_coding(lower) == b"chunked":
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
             if size == 0:
@@ -107,6 +110,16 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
         return status, reusable
     await reader.read()  # delimited by the end of the connection
     return status, False
+
+
+def _last_coding(lower_head: bytes) -> bytes:
+    """The last transfer coding named (chunked must be last), b"" when there is none."""
+    codings = [
+        line.split(b":", 1)[1]
+        for line in lower_head.split(b"\r\n")
+        if line.startswith(b"transfer-encoding:")
+    ]
+    return b",".join(codings).rsplit(b",", 1)[-1].strip()
 
 
 class _Connection:
@@ -314,7 +327,11 @@ async def open_loop_python(
             while True:
                 scheduled = await queue.get()
                 try:
-                    async with asyncio.timeout(timeout):
+                    # The timeout runs from the scheduled time, queueing included (as in C).
+                    left = timeout - (time.perf_counter() - scheduled)
+                    if left <= 0:
+                        continue  # too late already: an error, never sent
+                    async with asyncio.timeout(left):
                         status = await connection.exchange()
                     if 200 <= status < 400:
                         latencies.append((time.perf_counter() - scheduled) * 1000)

@@ -100,8 +100,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{latency['seconds']:g} s, {runs} run{'s' if runs != 1 else ''} a system "
             f"(from the scheduled send time; generator in {latency['generator']})**",
             "",
-            "| system | p50 ms | p99 ms |",
-            "|---|---|---|",
+            "| system | p50 ms | p99 ms | errors |",
+            "|---|---|---|---|",
         ]
 
         def cell(row: dict[str, Any], prefix: str, quantile: str) -> str:
@@ -111,11 +111,15 @@ def markdown(results: dict[str, Any]) -> str:
 
         for name, row in latency.items():
             if isinstance(row, dict):
-                lines.append(f"| {name} | {cell(row, '', 'p50')} | {cell(row, '', 'p99')} |")
+                # Percentiles count completed requests: errors (too late ones too) show here.
+                lines.append(
+                    f"| {name} | {cell(row, '', 'p50')} | {cell(row, '', 'p99')} "
+                    f"| {row['errors']} |"
+                )
         for label, prefix in (("the gateway", "added_"), ("the aiohttp floor", "floor_added_")):
             lines.append(
                 f"| added by {label} (round by round) | {cell(latency, prefix, 'p50')} "
-                f"| {cell(latency, prefix, 'p99')} |"
+                f"| {cell(latency, prefix, 'p99')} | - |"
             )
         lines.append("")
     extras = results.get("extras", {})

@@ -76,10 +76,11 @@ _NONE = _NoDeadline()
 class _Watch:
     """The deadlines of one event loop and the timer that sweeps them.
 
-    It keeps no reference to its loop (the loop is its key in a weak dictionary).
+    Held weakly (per loop, in a weak dictionary): it lives while a sweep is pending or
+    a block is inside a deadline, so a closed loop is never kept alive through it.
     """
 
-    __slots__ = ("_sweeping", "active")
+    __slots__ = ("__weakref__", "_sweeping", "active")
 
     def __init__(self) -> None:
         self.active: set[Deadline] = set()
@@ -94,30 +95,46 @@ class _Watch:
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
         expired = [deadline for deadline in self.active if deadline.when <= now]
-        for deadline in expired:
-            self.active.discard(deadline)
-            deadline.fire()
-        # Stops while nothing is watched: an idle gateway is not woken for nothing.
-        self._sweeping = bool(self.active)
-        if self._sweeping:
-            loop.call_later(RESOLUTION, self._sweep, loop)
+        try:
+            for deadline in expired:
+                self.active.discard(deadline)
+                try:
+                    deadline.fire()
+                except Exception as exc:  # one bad task must not stop every other deadline
+                    loop.call_exception_handler({"message": "deadline failed", "exception": exc})
+        finally:
+            # Stops while nothing is watched: an idle gateway is not woken for nothing.
+            self._sweeping = bool(self.active)
+            if self._sweeping:
+                loop.call_later(RESOLUTION, self._sweep, loop)
 
 
-_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch] = weakref.WeakKeyDictionary()
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[_Watch]] = (
+    weakref.WeakKeyDictionary()
+)
 # The last loop asked for and its watch: a weak dictionary lookup costs a microsecond.
-_last: tuple[weakref.ref[asyncio.AbstractEventLoop], _Watch] | None = None
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], weakref.ref[_Watch]] | None = None
+
+
+def _watch_of(loop: asyncio.AbstractEventLoop) -> _Watch:
+    global _last
+    last = _last
+    if last is not None and last[0]() is loop:
+        watch = last[1]()
+        if watch is not None:
+            return watch
+    held = _watches.get(loop)
+    watch = held() if held is not None else None
+    if watch is None:
+        watch = _Watch()
+        _watches[loop] = weakref.ref(watch)
+    _last = (weakref.ref(loop), weakref.ref(watch))
+    return watch
 
 
 def within(seconds: float | None) -> Deadline | _NoDeadline:
     """A `with` block that raises TimeoutError once `seconds` have passed (None: never)."""
     if seconds is None:
         return _NONE
-    global _last
     loop = asyncio.get_running_loop()
-    if _last is not None and _last[0]() is loop:
-        watch = _last[1]
-    else:
-        found = _watches.get(loop)
-        watch = _watches[loop] = found if found is not None else _Watch()
-        _last = (weakref.ref(loop), watch)
-    return Deadline(watch, loop, loop.time() + seconds)
+    return Deadline(_watch_of(loop), loop, loop.time() + seconds)

@@ -118,14 +118,16 @@ def decode_response_headers(raw: RawHeaders) -> list[tuple[str, str]]:
     return [(name.decode("latin-1"), header_text(value)) for name, value in raw]
 
 
-def response_headers(fields: Sequence[tuple[str, str]], *, via: str) -> CIMultiDict[str]:
-    """Origin response headers (decoded) to relay, in order, repeated ones kept apart."""
-    named: set[str] = set()
-    for name, value in fields:
-        if name.lower() == "connection":
-            named.update(t.strip().lower() for t in value.split(",") if t.strip())
+def response_headers(
+    raw: RawHeaders, *, via: str, fields: Sequence[tuple[str, str]] | None = None
+) -> CIMultiDict[str]:
+    """Origin response headers to relay, in order, repeated ones kept apart.
+
+    `fields`: `raw` already decoded by decode_response_headers (not decoded twice).
+    """
+    named = connection_tokens(raw)  # from the bytes: names are compared as Latin-1
     out: CIMultiDict[str] = CIMultiDict()
-    for name, value in fields:
+    for name, value in decode_response_headers(raw) if fields is None else fields:
         lower = name.lower()
         if lower in _RESPONSE_DROP or lower in named:
             continue

@@ -247,7 +247,7 @@ class Proxy:
         asked_current: bool,
     ) -> web.StreamResponse:
         site = admitted.site
-        headers = response_headers(origin.fields, via=self._via)
+        headers = response_headers(origin.raw_headers, via=self._via, fields=origin.fields)
         if site.config.rewrite_location:
             _rewrite_location(headers, site, request, admitted.client_host)
         verdict = judge(

@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.edge.errors import json_error
-from gateway.edge.headers import decode_response_headers, response_headers
+from gateway.edge.headers import response_headers
 from gateway.edge.relay import abort
 from gateway.edge.responses import RelayedResponse
 from gateway.edge.sites import Site
@@ -128,7 +128,7 @@ async def tunnel_upgrade(
         writer.close()
         metrics.origin_errors.labels(site=site.key, kind="bad_response").inc()
         return json_error(502, "bad_gateway", "the origin sent an invalid upgrade answer")
-    relayed = response_headers(decode_response_headers(raw), via=via)
+    relayed = response_headers(raw, via=via)
     if status != 101:
         return await _relay_refusal(
             request, reader, writer, status, reason, relayed, raw, response_timeout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 import uvloop
@@ -127,3 +129,21 @@ async def test_outside_a_task_it_says_so() -> None:
     asyncio.get_running_loop().call_soon(callback)
     await done.wait()
     assert len(errors) == 1 and "inside a task" in str(errors[0])
+
+
+def test_a_closed_loop_is_not_kept_alive_by_a_deadline_still_pending() -> None:
+    loop = asyncio.new_event_loop()
+
+    async def stuck() -> None:
+        with within(100):
+            await asyncio.sleep(100)
+
+    task = loop.create_task(stuck())
+    loop.run_until_complete(asyncio.sleep(0.01))  # the task is inside its deadline
+    assert not task.done()
+    closed = weakref.ref(loop)
+    loop.close()
+    task._log_destroy_pending = False  # type: ignore[attr-defined]
+    del loop, task
+    gc.collect()
+    assert closed() is None

@@ -20,11 +20,6 @@ from gateway.edge.headers import (
 VIA = "1.1 gw-test"
 
 
-def fields(*pairs: tuple[str, str]) -> list[tuple[str, str]]:
-    """Response header fields as the origin client decodes them."""
-    return decode_response_headers(raw(*pairs))
-
-
 def raw(*pairs: tuple[str, str]) -> list[tuple[bytes, bytes]]:
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
 
@@ -217,7 +212,7 @@ def test_request_upgrade_dropped_unless_kept() -> None:
 
 def test_response_drops_hop_by_hop_length_and_connection_named() -> None:
     out = response_headers(
-        fields(
+        raw(
             ("Content-Type", "text/html"),
             ("Content-Length", "10"),
             ("Transfer-Encoding", "chunked"),
@@ -242,8 +237,28 @@ def test_response_drops_hop_by_hop_length_and_connection_named() -> None:
     ]
 
 
+def test_response_fields_decoded_once_give_the_same_headers() -> None:
+    head = [
+        (b"Content-Type", b"text/html"),
+        ("X-Caf\u00e9".encode(), b"1"),
+        (b"Connection", "close, X-Caf\u00e9".encode()),
+        (b"X-Name", "na\u00efve".encode()),
+        (b"Key", b"kept"),
+        (b"Connection", "\u212aey".encode()),  # the Kelvin sign is not a "k"
+    ]
+    plain = response_headers(head, via=VIA)
+    fields = decode_response_headers(head)
+    assert list(response_headers(head, via=VIA, fields=fields).items()) == list(plain.items())
+    assert list(plain.items()) == [
+        ("Content-Type", "text/html"),
+        ("X-Name", "na\u00efve"),
+        ("Key", "kept"),
+        ("Via", VIA),
+    ]
+
+
 def test_response_via_is_appended() -> None:
-    out = response_headers(fields(("Via", "1.1 origin-lb")), via=VIA)
+    out = response_headers(raw(("Via", "1.1 origin-lb")), via=VIA)
     assert out.getall("Via") == ["1.1 origin-lb, 1.1 gw-test"]
 
 

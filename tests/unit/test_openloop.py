@@ -424,3 +424,51 @@ def test_percentile_nearest_rank() -> None:
     assert OpenLoopResult(1, 1, 1, 1, 0, [42.0]).percentile(50) == 42
     with pytest.raises(ValueError):
         result.percentile(101)
+
+
+async def test_interim_answers_are_skipped(generator: OpenLoop) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Raw) -> None:
+        while True:
+            await next_request(reader, state)
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with raw_server(serve) as raw:
+        result = await generator("127.0.0.1", raw.port, "/", rate=40, duration=0.25, connections=2)
+    assert result.completed == 10 and result.errors == 0
+    assert raw.connections <= 2
+
+
+async def test_chunked_after_another_coding(generator: OpenLoop) -> None:
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Raw) -> None:
+        while True:
+            await next_request(reader, state)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            )
+            await writer.drain()
+
+    async with raw_server(serve) as raw:
+        result = await generator("127.0.0.1", raw.port, "/", rate=40, duration=0.25, connections=2)
+    assert result.completed == 10 and result.errors == 0
+    assert raw.connections <= 2
+
+
+async def test_the_timeout_runs_from_the_scheduled_time(generator: OpenLoop) -> None:
+    # One connection, answers taking 0.3 s, one request every 0.1 s: requests queue up,
+    # and those answered later than 1 s after their scheduled time are errors.
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Raw) -> None:
+        while True:
+            await next_request(reader, state)
+            await asyncio.sleep(0.3)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with raw_server(serve) as raw:
+        result = await generator(
+            "127.0.0.1", raw.port, "/", rate=10, duration=1, connections=1, timeout=1
+        )
+    assert result.completed + result.errors == 10
+    assert result.errors >= 3 and result.completed >= 2
+    assert max(result.latencies_ms) <= 1000

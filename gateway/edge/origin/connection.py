@@ -48,14 +48,14 @@ class OriginResponse:
         self.raw_headers = raw_headers
         self.content = content
         self._on_done = on_done
-        self._fields: list[tuple[str, str]] | None = None
+        self._fields: tuple[tuple[str, str], ...] | None = None
         self._headers: CIMultiDictProxy[str] | None = None
 
     @property
-    def fields(self) -> list[tuple[str, str]]:
+    def fields(self) -> tuple[tuple[str, str], ...]:
         """The header fields as text, in order (decoded once)."""
         if self._fields is None:
-            self._fields = decode_response_headers(self.raw_headers)
+            self._fields = tuple(decode_response_headers(self.raw_headers))
         return self._fields
 
     @property
