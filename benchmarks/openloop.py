@@ -15,11 +15,11 @@ the others (other statuses, connection or parse failures, per-request `timeout`,
 requests still unanswered `timeout` seconds after scheduling stopped, sent or not), so
 `completed + errors` is the number scheduled. `sent` counts requests written to a socket.
 
-Two implementations of these semantics: `open_loop_native` runs `native/openloop.c` (built
-with gcc into `build/bench/openloop` on first use: epoll, a timerfd keeping the schedule to
-the nanosecond, no interpreter in the measured path), `open_loop_python` does it in asyncio
-(a latency tail of its own, several milliseconds at p99 even against nginx). `open_loop`
-takes the native one whenever it can be built.
+Two implementations of these semantics: `native/openloop.c` (built with gcc into
+`build/bench/openloop` on first use: epoll, a timerfd keeping the schedule to the
+nanosecond, no interpreter in the measured path), and asyncio (a latency tail of its own,
+several milliseconds at p99 even against nginx). `open_loop` takes the native one whenever
+it can be built (its `native` argument forces either).
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ __all__ = [
     "OpenLoopResult",
     "build_native",
     "open_loop",
-    "open_loop_native",
-    "open_loop_python",
 ]
 
 _SOURCE = Path(__file__).resolve().parent / "native" / "openloop.c"
@@ -169,21 +167,42 @@ class _Connection:
         raise AssertionError("unreachable")
 
 
-def _check(rate: float, duration: float, connections: int, timeout: float) -> None:
-    if not (rate > 0 and duration > 0 and connections >= 1 and timeout > 0):
-        raise ValueError("rate, duration, connections and timeout must be positive")
+@dataclass(frozen=True)
+class _Load:
+    """What one open-loop run sends, checked once for either generator."""
 
+    host: str
+    port: int
+    rate: float
+    duration: float
+    connections: int
+    timeout: float
+    request: bytes  # the bytes of the GET sent again and again
 
-def _request(host: str, port: int, path: str, headers: dict[str, str] | None) -> bytes:
-    """The bytes of the GET sent again and again (Host added unless given)."""
-    fields = dict(headers or {})
-    if not any(name.lower() == "host" for name in fields):
-        fields = {"Host": host if port == 80 else f"{host}:{port}", **fields}
-    return (
-        f"GET {path} HTTP/1.1\r\n"
-        + "".join(f"{name}: {value}\r\n" for name, value in fields.items())
-        + "\r\n"
-    ).encode("latin-1")
+    @classmethod
+    def of(
+        cls,
+        host: str,
+        port: int,
+        path: str,
+        *,
+        rate: float,
+        duration: float,
+        connections: int,
+        headers: dict[str, str] | None,
+        timeout: float,
+    ) -> _Load:
+        if not (rate > 0 and duration > 0 and connections >= 1 and timeout > 0):
+            raise ValueError("rate, duration, connections and timeout must be positive")
+        fields = dict(headers or {})
+        if not any(name.lower() == "host" for name in fields):
+            fields = {"Host": host if port == 80 else f"{host}:{port}", **fields}
+        request = (
+            f"GET {path} HTTP/1.1\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+            + "\r\n"
+        ).encode("latin-1")
+        return cls(host, port, rate, duration, connections, timeout, request)
 
 
 async def open_loop(
@@ -196,14 +215,14 @@ async def open_loop(
     connections: int = 16,
     headers: dict[str, str] | None = None,
     timeout: float = 5.0,
+    native: bool | None = None,
 ) -> OpenLoopResult:
     """GET `path` at `rate` per second for `duration` seconds; see the module docstring.
 
-    The native generator when gcc builds it, else the Python one (with a warning)."""
-    _check(rate, duration, connections, timeout)
-    native = await asyncio.to_thread(build_native)
-    run = open_loop_python if native is None else open_loop_native
-    return await run(
+    `native`: None for the C generator when gcc builds it, else the Python one (with a
+    warning); True for the C one (RuntimeError when it cannot be built); False for Python.
+    """
+    load = _Load.of(
         host,
         port,
         path,
@@ -213,6 +232,10 @@ async def open_loop(
         headers=headers,
         timeout=timeout,
     )
+    binary = await asyncio.to_thread(build_native) if native is not False else None
+    if native and binary is None:
+        raise RuntimeError(f"could not build {_SOURCE}")
+    return await (_run_python(load) if binary is None else _run_native(load, binary))
 
 
 def build_native() -> Path | None:
@@ -250,38 +273,23 @@ def build_native() -> Path | None:
     return _BINARY
 
 
-async def open_loop_native(
-    host: str,
-    port: int,
-    path: str,
-    *,
-    rate: float,
-    duration: float,
-    connections: int = 16,
-    headers: dict[str, str] | None = None,
-    timeout: float = 5.0,
-) -> OpenLoopResult:
-    """`open_loop` by the C program; RuntimeError when it cannot be built or fails."""
-    _check(rate, duration, connections, timeout)
-    request = _request(host, port, path, headers)
-    binary = await asyncio.to_thread(build_native)
-    if binary is None:
-        raise RuntimeError(f"could not build {_SOURCE}")
+async def _run_native(load: _Load, binary: Path) -> OpenLoopResult:
+    """The run by the C program; RuntimeError when it fails."""
     process = await asyncio.create_subprocess_exec(
         str(binary),
-        host,
-        str(port),
-        repr(float(rate)),
-        repr(float(duration)),
-        str(connections),
-        repr(float(timeout)),
+        load.host,
+        str(load.port),
+        repr(float(load.rate)),
+        repr(float(load.duration)),
+        str(load.connections),
+        repr(float(load.timeout)),
         "-",  # the request on stdin
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await process.communicate(request)
+        out, err = await process.communicate(load.request)
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
@@ -296,24 +304,13 @@ async def open_loop_native(
     latencies = [float(line) / 1000 for line in lines[1 : 1 + completed]]
     if len(latencies) != completed:
         raise RuntimeError(f"{binary.name}: {completed} completed but {len(latencies)} latencies")
-    return OpenLoopResult(rate, duration, sent, completed, errors, latencies)
+    return OpenLoopResult(load.rate, load.duration, sent, completed, errors, latencies)
 
 
-async def open_loop_python(
-    host: str,
-    port: int,
-    path: str,
-    *,
-    rate: float,
-    duration: float,
-    connections: int = 16,
-    headers: dict[str, str] | None = None,
-    timeout: float = 5.0,
-) -> OpenLoopResult:
-    """`open_loop` in asyncio (a few milliseconds of latency tail of its own)."""
-    _check(rate, duration, connections, timeout)
-    request = _request(host, port, path, headers)
-    pool = [_Connection(host, port, request) for _ in range(connections)]
+async def _run_python(load: _Load) -> OpenLoopResult:
+    """The run in asyncio (a few milliseconds of latency tail of its own)."""
+    rate, duration, timeout = load.rate, load.duration, load.timeout
+    pool = [_Connection(load.host, load.port, load.request) for _ in range(load.connections)]
     queue: asyncio.Queue[float] = asyncio.Queue()
     latencies: list[float] = []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,8 +19,6 @@ from benchmarks.openloop import (
     OpenLoopResult,
     build_native,
     open_loop,
-    open_loop_native,
-    open_loop_python,
 )
 
 BODY = b"x" * 1500
@@ -32,8 +31,8 @@ def generator(request: pytest.FixtureRequest) -> OpenLoop:
     """Each test runs against both implementations; the native one must build (gcc is here)."""
     if request.param == "native":
         assert build_native() is not None, "gcc could not build benchmarks/native/openloop.c"
-        return open_loop_native
-    return open_loop_python
+        return functools.partial(open_loop, native=True)
+    return functools.partial(open_loop, native=False)
 
 
 @dataclass
@@ -401,12 +400,13 @@ async def test_open_loop_takes_the_native_generator(
     async def unwanted(*args: Any, **kwargs: Any) -> OpenLoopResult:
         raise AssertionError("not this one")
 
-    monkeypatch.setattr(module, "open_loop_python", unwanted)
+    python = module._run_python
+    monkeypatch.setattr(module, "_run_python", unwanted)
     result = await open_loop("127.0.0.1", server.port, "/fixed", rate=20, duration=0.25)
     assert result.completed == 5 and result.errors == 0
 
-    monkeypatch.setattr(module, "open_loop_python", open_loop_python)
-    monkeypatch.setattr(module, "open_loop_native", unwanted)
+    monkeypatch.setattr(module, "_run_python", python)
+    monkeypatch.setattr(module, "_run_native", unwanted)
     monkeypatch.setattr(module, "build_native", lambda: None)  # as without gcc
     result = await open_loop("127.0.0.1", server.port, "/fixed", rate=20, duration=0.25)
     assert result.completed == 5 and result.errors == 0
@@ -426,27 +426,22 @@ def test_percentile_nearest_rank() -> None:
         result.percentile(101)
 
 
-async def test_interim_answers_are_skipped(generator: OpenLoop) -> None:
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ],
+    ids=["interim-1xx-skipped", "chunked-after-another-coding"],
+)
+async def test_answers_read_exactly_on_kept_alive_connections(
+    generator: OpenLoop, answer: bytes
+) -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Raw) -> None:
         while True:
             await next_request(reader, state)
-            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-
-    async with raw_server(serve) as raw:
-        result = await generator("127.0.0.1", raw.port, "/", rate=40, duration=0.25, connections=2)
-    assert result.completed == 10 and result.errors == 0
-    assert raw.connections <= 2
-
-
-async def test_chunked_after_another_coding(generator: OpenLoop) -> None:
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: Raw) -> None:
-        while True:
-            await next_request(reader, state)
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-            )
+            writer.write(answer)
             await writer.drain()
 
     async with raw_server(serve) as raw:
