@@ -55,6 +55,9 @@ _JSON_TYPES = frozenset({"application/json", "text/plain"})
 _ACCEPTED = msgspec.json.encode({"record": True})
 # Custom events the loader makes on the site owner's behalf; others are free-form.
 _KEPT_CUSTOM_TAGS = frozenset({"identify"})
+_UNMODELLED_EVENTS = frozenset({PluginEvent, AssetEvent})
+_UNMODELLED_DATA = frozenset({CanvasMutationData, LogData, FontData, CustomElementData})
+_ACTIVITY_DATA = frozenset(ACTIVITY_SOURCES)
 
 
 class _Seen:
@@ -232,7 +235,7 @@ class CollectEndpoint:
             visitor=batch.visitor,
             session=batch.session,
             has_activity=any(
-                isinstance(e, IncrementalSnapshotEvent) and isinstance(e.data, ACTIVITY_SOURCES)
+                type(e) is IncrementalSnapshotEvent and type(e.data) in _ACTIVITY_DATA
                 for e in batch.events
             ),
         )
@@ -309,17 +312,18 @@ class CollectEndpoint:
 
 def _storable(events: list[Event]) -> list[Event]:
     """Events whose every field is modelled and masked; free-form payloads go."""
+    # Exact types (what the decoder makes): a set lookup, where isinstance on
+    # msgspec's metaclass costs ~0.2 us a check, several per event.
     kept: list[Event] = []
     for event in events:
-        if isinstance(event, (PluginEvent, AssetEvent)):
-            continue
-        if isinstance(event, IncrementalSnapshotEvent) and isinstance(
-            event.data, (CanvasMutationData, LogData, FontData, CustomElementData)
-        ):
-            continue
-        if isinstance(event, CustomEvent) and event.data.tag not in _KEPT_CUSTOM_TAGS:
-            continue
-        kept.append(event)
+        if type(event) is IncrementalSnapshotEvent:
+            modelled = type(event.data) not in _UNMODELLED_DATA
+        elif type(event) is CustomEvent:
+            modelled = event.data.tag in _KEPT_CUSTOM_TAGS
+        else:
+            modelled = type(event) not in _UNMODELLED_EVENTS
+        if modelled:
+            kept.append(event)
     return kept
 
 

@@ -46,7 +46,7 @@ DEFAULT_MAX_BYTES = 1024 * 1024
 log = logging.getLogger(__name__)
 
 
-class UpstreamBatch(msgspec.Struct, frozen=True):
+class UpstreamBatch(msgspec.Struct, frozen=True, gc=False):  # data only: no cycles
     id: str  # time-ordered UUIDv7 hex; the Idempotency-Key
     node: str  # the edge node that made it
     created_at: float  # Unix seconds

@@ -13,7 +13,7 @@ import msgspec
 from gateway.collect.schema import Batch
 
 
-class MaskedBatch(msgspec.Struct, frozen=True):
+class MaskedBatch(msgspec.Struct, frozen=True, gc=False):  # data only: no cycles
     site: str
     received_at: float  # Unix seconds at the gateway
     batch: Batch

@@ -130,9 +130,10 @@ def summarize(url: str, events: Sequence[Event]) -> ChunkSummary | None:
             first = ts
         if ts > last:
             last = ts
-        if isinstance(event, MetaEvent):
+        # Exact types, as decoded: isinstance on msgspec's Struct classes is slower.
+        if type(event) is MetaEvent:
             pages.setdefault(event.data.href, None)
-        elif isinstance(event, CustomEvent) and event.data.tag == "identify":
+        elif type(event) is CustomEvent and event.data.tag == "identify":
             payload = event.data.payload
             if isinstance(payload, dict) and (identify is None or ts >= identify.timestamp):
                 identify = Identify(
