@@ -26,7 +26,9 @@ skipped by searching for the next magic whose header and CRC validate (metric
 fails (SpoolError) only when the disk itself refuses.
 
 All blocking file I/O runs in one worker thread, so the event loop never
-blocks and appends, acks and reads are serialized. Metric hooks are called on
+blocks and appends, acks and reads are serialized. Under the "grouped" policy
+the appends of one group_ms window go to that thread together: one trip
+writes them in order and fsyncs once. Metric hooks are called on
 the event loop thread.
 """
 
@@ -43,7 +45,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -96,6 +98,28 @@ class _Segment:
         self.size = size  # bytes in the file
         self.starts: array[int] = array("Q")  # offsets of unacknowledged valid records
         self.ends: array[int] = array("Q")
+
+
+@dataclass
+class _Group:
+    """Appends waiting for the same trip to the worker thread and the same fsync."""
+
+    records: list[bytes] = field(default_factory=list)
+    outcomes: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def settle(self, errors: list[Exception | None]) -> None:
+        for outcome, error in zip(self.outcomes, errors, strict=True):
+            if outcome.done():
+                continue
+            if error is None:
+                outcome.set_result(None)
+            else:
+                outcome.set_exception(error)
+
+    def fail(self, error: Exception) -> None:
+        for outcome in self.outcomes:
+            if not outcome.done():
+                outcome.set_exception(error)
 
 
 def segment_name(number: int) -> str:
@@ -178,7 +202,7 @@ class Spool:
         self._read_cursor: tuple[int, int] = (0, 0)
         self._rewinds = 0
         self._read_lock = asyncio.Lock()
-        self._group: asyncio.Future[None] | None = None
+        self._group: _Group | None = None
         self._group_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._closed_event = asyncio.Event()
@@ -225,9 +249,10 @@ class Spool:
             raise SpoolError("spool is closed")
         if len(data) > MAX_PAYLOAD or HEADER_SIZE + len(data) > self._max_bytes:
             raise ValueError(f"record of {len(data)} bytes can never fit in the spool")
-        await self._run(self._append_sync, bytes(data))
         if self._policy is FsyncPolicy.GROUPED:
-            await self._join_group()
+            await self._join_group(bytes(data))
+        else:
+            await self._run(self._append_sync, bytes(data))
 
     async def read(
         self, max_records: int = 1000, max_bytes: int = 1024 * 1024
@@ -330,41 +355,41 @@ class Spool:
                 except Exception:  # a metrics failure must not fail an append
                     log.exception("spool metrics hook failed for %s", name)
 
-    async def _join_group(self) -> None:
-        """Wait for the group fsync that covers this (already written) append."""
-        if self._closed:
-            # close() fsyncs everything written before it; wait for it.
-            await self._closed_event.wait()
-            if not self._close_ok:
-                raise SpoolError("spool closed before the group fsync")
-            return
+    async def _join_group(self, data: bytes) -> None:
+        """Queue a record for the next group: one trip to the worker thread writes
+        every record of the group in order and fsyncs once."""
         group = self._group
         if group is None:
-            group = asyncio.get_running_loop().create_future()
-            # Mark the exception retrieved even if every waiter was cancelled.
-            group.add_done_callback(lambda f: f.cancelled() or f.exception())
-            self._group = group
+            group = self._group = _Group()
             task = asyncio.create_task(self._commit_group(group))
             self._group_tasks.add(task)
             task.add_done_callback(self._group_tasks.discard)
-        await asyncio.shield(group)
+        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Mark the exception retrieved even if the waiter was cancelled.
+        outcome.add_done_callback(lambda f: f.cancelled() or f.exception())
+        group.records.append(data)
+        group.outcomes.append(outcome)
+        await asyncio.shield(outcome)
 
-    async def _commit_group(self, group: asyncio.Future[None]) -> None:
+    async def _commit_group(self, group: _Group) -> None:
         try:
             await asyncio.sleep(self._group_s)
-        finally:
-            # Appends written from now on wait for the next group.
-            if self._group is group:
-                self._group = None
-        try:
-            await self._run(self._commit_sync)
-        except Exception as exc:
-            group.set_exception(exc)
         except BaseException:
-            group.set_exception(SpoolError("group fsync cancelled"))
+            self._group = None if self._group is group else self._group
+            group.fail(SpoolError("group fsync cancelled"))
+            raise
+        # Appends from now on join the next group.
+        if self._group is group:
+            self._group = None
+        try:
+            errors = await self._run(self._write_group, group.records)
+        except Exception as exc:
+            group.fail(exc)
+        except BaseException:
+            group.fail(SpoolError("group fsync cancelled"))
             raise
         else:
-            group.set_result(None)
+            group.settle(errors)
 
     # -- worker thread ------------------------------------------------------------------------
 
@@ -507,6 +532,23 @@ class Spool:
         seg.size = start + size
         self._depth_records += 1
         self._depth_bytes += size
+
+    def _write_group(self, records: list[bytes]) -> list[Exception | None]:
+        """Append each record (SpoolFull or SpoolError for those that failed, the
+        others are written), then one fsync that covers every written one."""
+        errors: list[Exception | None] = []
+        for data in records:
+            try:
+                self._append_sync(data)
+            except (SpoolFull, SpoolError) as exc:
+                errors.append(exc)
+            except OSError as exc:  # rolling over to a new segment failed
+                errors.append(SpoolError(f"spool I/O failed in {self._dir}: {exc}"))
+            else:
+                errors.append(None)
+        if any(error is None for error in errors):
+            self._commit_sync()
+        return errors
 
     def _cut(self, seg: _Segment, start: int) -> None:
         """Remove a partly written record so the segment stays valid."""

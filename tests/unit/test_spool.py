@@ -11,6 +11,7 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -573,6 +574,87 @@ def test_property_reopen_returns_appended_minus_acked(
 
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(scenario(Path(tmp)))
+
+
+async def test_grouped_appends_take_one_trip_to_the_disk_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = await Spool.open(tmp_path, max_bytes=1 << 20, fsync=FsyncPolicy.GROUPED)
+    trips: list[str] = []
+    real_run = spool._run
+
+    async def counted(fn: Any, *args: Any) -> Any:
+        trips.append(fn.__name__)
+        return await real_run(fn, *args)
+
+    monkeypatch.setattr(spool, "_run", counted)
+    counter = FsyncCounter(monkeypatch)
+    await asyncio.gather(*(spool.append(payload(i)) for i in range(40)))
+    assert trips == ["_write_group"]
+    assert counter.calls == 1
+    assert spool.depth_records == 40
+    monkeypatch.undo()
+    assert await datas(spool) == [payload(i) for i in range(40)]  # in append order
+    await spool.close()
+
+
+async def test_a_group_with_too_many_records_refuses_only_those_that_do_not_fit(
+    tmp_path: Path,
+) -> None:
+    record = HEADER_SIZE + 20
+    spool = await Spool.open(tmp_path, max_bytes=5 * record, fsync=FsyncPolicy.GROUPED)
+    results = await asyncio.gather(
+        *(spool.append(payload(i)) for i in range(8)), return_exceptions=True
+    )
+    assert results[:5] == [None] * 5
+    assert all(isinstance(r, SpoolFull) for r in results[5:])
+    assert await datas(spool) == [payload(i) for i in range(5)]
+    await spool.close()
+
+
+async def test_a_cancelled_append_of_a_group_leaves_the_others_durable(tmp_path: Path) -> None:
+    spool = await Spool.open(tmp_path, max_bytes=1 << 20, fsync=FsyncPolicy.GROUPED, group_ms=50)
+    appends = [asyncio.create_task(spool.append(payload(i))) for i in range(3)]
+    await asyncio.sleep(0.01)  # all three wait for the group
+    appends[1].cancel()
+    done = await asyncio.gather(*appends, return_exceptions=True)
+    assert done[0] is None and done[2] is None
+    assert isinstance(done[1], asyncio.CancelledError)
+    # Not acknowledged, yet written with its group: a retry is a duplicate, never a loss.
+    assert await datas(spool) == [payload(i) for i in range(3)]
+    await spool.close()
+
+
+async def test_a_group_fsync_that_fails_fails_every_append_of_the_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = await Spool.open(tmp_path, max_bytes=1 << 20, fsync=FsyncPolicy.GROUPED)
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(spool_mod.os, "fsync", broken_fsync)
+    results = await asyncio.gather(
+        *(spool.append(payload(i)) for i in range(4)), return_exceptions=True
+    )
+    assert all(isinstance(r, SpoolError) and "I/O error" in str(r) for r in results)
+    monkeypatch.undo()
+    await spool.append(payload(4))  # the next group goes on
+    assert await datas(spool) == [payload(i) for i in range(5)]
+    await spool.close()
+
+
+async def test_close_writes_the_group_waiting_for_its_turn(tmp_path: Path) -> None:
+    spool = await Spool.open(tmp_path, max_bytes=1 << 20, fsync=FsyncPolicy.GROUPED, group_ms=200)
+    appends = [asyncio.create_task(spool.append(payload(i))) for i in range(3)]
+    await asyncio.sleep(0)
+    await spool.close()
+    assert await asyncio.gather(*appends) == [None] * 3
+    with pytest.raises(SpoolError, match="closed"):
+        await spool.append(payload(3))
+    reopened = await Spool.open(tmp_path, max_bytes=1 << 20)
+    assert await datas(reopened) == [payload(i) for i in range(3)]
+    await reopened.close()
 
 
 @pytest.mark.parametrize("policy", [FsyncPolicy.ALWAYS, FsyncPolicy.GROUPED, FsyncPolicy.NEVER])
