@@ -110,7 +110,7 @@ def markdown(results: dict[str, Any]) -> str:
             return f"{median:.2f}" if runs == 1 else f"{median:.2f} ({low:.2f}-{high:.2f})"
 
         for name, row in latency.items():
-            if isinstance(row, dict):
+            if isinstance(row, dict) and name != "machine":
                 # Percentiles count completed requests: errors (too late ones too) show here.
                 lines.append(
                     f"| {name} | {cell(row, '', 'p50')} | {cell(row, '', 'p99')} "
@@ -121,6 +121,15 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| added by {label} (round by round) | {cell(latency, prefix, 'p50')} "
                 f"| {cell(latency, prefix, 'p99')} | - |"
             )
+        machine = latency.get("machine")
+        if machine:
+            lines += [
+                "",
+                f"The machine itself, same rounds: a bare event loop (uvloop, nothing else, "
+                f"1 ms timer) wakes up late by p99 {cell(machine, '', 'p99_late')} ms, "
+                f"{machine['stalls_per_second']:g} times a second by {machine['stall_ms']:g} ms "
+                f"or more, worst {cell(machine, '', 'worst')} ms.",
+            ]
         lines.append("")
     extras = results.get("extras", {})
     if extras:

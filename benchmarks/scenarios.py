@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import stalls
 from benchmarks.measure import rss, wait_until, watching
 from benchmarks.openloop import build_native, open_loop
 from benchmarks.stats import Spread
@@ -218,7 +219,9 @@ def added_latency(
     systems = [direct, floor, gateway]
     quantiles: dict[str, dict[str, list[float]]] = {s.name: {"p50": [], "p99": []} for s in systems}
     counts = {s.name: {"completed": 0, "errors": 0} for s in systems}
+    machine: list[stalls.Stalls] = []
     for index in range(settings.runs):
+        machine.append(stalls.measure(settings.latency_seconds))
         for system in systems[index % len(systems) :] + systems[: index % len(systems)]:
             result = asyncio.run(
                 open_loop(
@@ -238,6 +241,13 @@ def added_latency(
         for quantile, values in quantiles[system.name].items():
             row.update(_spread_ms(quantile, values))
         out[system.name] = row
+    # The machine's own noise in the same rounds: a bare event loop's late wake-ups.
+    out["machine"] = {
+        **_spread_ms("p99_late", [m.p99_late_ms for m in machine]),
+        **_spread_ms("worst", [m.worst_ms for m in machine]),
+        "stalls_per_second": Spread.of([m.stalls_per_second for m in machine]).median,
+        "stall_ms": stalls.STALL_MS,
+    }
     for system, key in ((gateway, "added"), (floor, "floor_added")):
         for quantile in ("p50", "p99"):
             mine, origin = quantiles[system.name][quantile], quantiles[direct.name][quantile]

@@ -68,10 +68,13 @@ def test_quick_benchmark_run_writes_results(tmp_path: Path) -> None:
     assert latency["generator"].startswith("C")  # gcc is here: the native generator ran
     low, high = latency["added_p99_range_ms"]
     assert low <= latency["added_p99_ms"] <= high
+    machine = latency["machine"]  # the bare loop ran in each round
+    assert 0 <= machine["p99_late_ms"] <= machine["worst_range_ms"][1]
     assert {t["what"][:2] for t in results["targets"]} >= {"1:", "4:", "5:", "6:"}
     assert any("scaling from 1 to 2" in t["what"] for t in results["targets"])
     bounds = [t for t in results["targets"] if "the aiohttp floor" in t["what"]]
     assert len(bounds) == 5 and all(t["met"] is None for t in bounds)
     table = result_file.with_suffix(".md").read_text()
     assert "| gateway |" in table and "**Targets**" in table
+    assert "a bare event loop" in table
     assert result_file.with_suffix(".png").stat().st_size > 10_000
