@@ -4,7 +4,7 @@ Hosts, paths, Content-Type and User-Agent values repeat from request to request;
 bounded LRU (in C) answers in a fraction of the parsing time. Inputs longer than
 `longest` are computed every time and never kept, so the memory held stays below
 `maxsize` x (`longest` + the longest result) characters whatever clients send: about
-4.5 million characters for every cache of the gateway together. Results must be
+5 million characters for every cache of the gateway together. Results must be
 immutable.
 """
 
