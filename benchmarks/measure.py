@@ -65,3 +65,15 @@ def wait_until(predicate: Callable[[], bool], within: float, interval: float = 0
             break
         time.sleep(interval)
     return time.monotonic() - started
+
+
+def wait_quiet(pids: list[int], within: float, busy: float = 0.05, window: float = 1.0) -> float:
+    """Seconds until the processes used under `busy` of a core over `window` seconds (or
+    `within` if they never did): what a scenario left behind must not fall on the next."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        before = _cpu(pids)
+        time.sleep(window)
+        if _cpu(pids) - before < busy * window:
+            break
+    return round(time.monotonic() - started, 1)

@@ -128,7 +128,10 @@ def markdown(results: dict[str, Any]) -> str:
                 f"The machine itself, same rounds: a bare event loop (uvloop, nothing else, "
                 f"1 ms timer) wakes up late by p99 {cell(machine, '', 'p99_late')} ms, "
                 f"{machine['stalls_per_second']:g} times a second by {machine['stall_ms']:g} ms "
-                f"or more, worst {cell(machine, '', 'worst')} ms.",
+                f"or more, worst {cell(machine, '', 'worst')} ms; the hypervisor took "
+                f"{machine.get('steal_percent', 0):g}% of the CPU time (steal) in the scenario. "
+                f"It started once the gateway had been quiet for a second, "
+                f"{latency.get('gateway_quiet_after_seconds', 0):g} s after the scenario before.",
             ]
         lines.append("")
     extras = results.get("extras", {})

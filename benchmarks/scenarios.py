@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import stalls
-from benchmarks.measure import rss, wait_until, watching
+from benchmarks.measure import rss, wait_quiet, wait_until, watching
 from benchmarks.openloop import build_native, open_loop
 from benchmarks.stats import Spread
 from benchmarks.systems import Server
@@ -210,7 +210,10 @@ def added_latency(
     system `settings.runs` times, interleaved. What the gateway (and the floor: any proxy
     on aiohttp) adds is taken round by round against the direct origin's run of the same
     round, then the median: the machine's noise of the moment falls on both."""
+    # The collect scenario's spool and store may still be at work: start from quiet.
+    quiet_after = wait_quiet(gateway.busy_pids, within=120)
     out: dict[str, Any] = {
+        "gateway_quiet_after_seconds": quiet_after,
         "rate": settings.latency_rate,
         "seconds": settings.latency_seconds,
         "runs": settings.runs,
@@ -220,6 +223,7 @@ def added_latency(
     quantiles: dict[str, dict[str, list[float]]] = {s.name: {"p50": [], "p99": []} for s in systems}
     counts = {s.name: {"completed": 0, "errors": 0} for s in systems}
     machine: list[stalls.Stalls] = []
+    started = stalls.cpu_times()
     for index in range(settings.runs):
         machine.append(stalls.measure(settings.latency_seconds))
         for system in systems[index % len(systems) :] + systems[: index % len(systems)]:
@@ -247,6 +251,7 @@ def added_latency(
         **_spread_ms("worst", [m.worst_ms for m in machine]),
         "stalls_per_second": Spread.of([m.stalls_per_second for m in machine]).median,
         "stall_ms": stalls.STALL_MS,
+        "steal_percent": stalls.steal_percent(started, stalls.cpu_times()),
     }
     for system, key in ((gateway, "added"), (floor, "floor_added")):
         for quantile in ("p50", "p99"):

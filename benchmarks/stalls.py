@@ -5,7 +5,8 @@ how late each wake-up is. On a shared virtual machine a process is sometimes
 not scheduled for several milliseconds (steal, other tenants, the other
 benchmark processes); every server on the machine, the direct origin included,
 gets those stalls, and a server that is busy when one ends also queues the
-requests that arrived meanwhile. Scenario 6 reports this beside its p99s.
+requests that arrived meanwhile. Scenario 6 reports this beside its p99s,
+with the share of CPU time stolen by the hypervisor while it ran.
 
 `python -m benchmarks.stalls SECONDS` prints the measurement as JSON.
 """
@@ -54,6 +55,20 @@ async def _lateness(seconds: float) -> list[float]:
         await asyncio.sleep(TICK)
         late.append(max(0.0, (time.perf_counter() - start - TICK) * 1000))
     return late
+
+
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) clock ticks of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice: inside user]
+    return fields[7], sum(fields[:8])
+
+
+def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of CPU time the hypervisor gave to others between two cpu_times()."""
+    total = after[1] - before[1]
+    return round(100 * (after[0] - before[0]) / total, 1) if total > 0 else 0.0
 
 
 def measure(seconds: float) -> Stalls:

@@ -70,6 +70,8 @@ def test_quick_benchmark_run_writes_results(tmp_path: Path) -> None:
     assert low <= latency["added_p99_ms"] <= high
     machine = latency["machine"]  # the bare loop ran in each round
     assert 0 <= machine["p99_late_ms"] <= machine["worst_range_ms"][1]
+    assert 0 <= machine["steal_percent"] <= 100
+    assert 0 < latency["gateway_quiet_after_seconds"] <= 121  # quiet: under 5% of a core
     assert {t["what"][:2] for t in results["targets"]} >= {"1:", "4:", "5:", "6:"}
     assert any("scaling from 1 to 2" in t["what"] for t in results["targets"])
     bounds = [t for t in results["targets"] if "the aiohttp floor" in t["what"]]

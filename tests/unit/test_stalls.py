@@ -33,3 +33,13 @@ def test_a_bare_loop_is_measured_in_a_fresh_process() -> None:
 def test_seconds_must_be_positive() -> None:
     with pytest.raises(ValueError, match="seconds must be positive"):
         stalls.measure(0)
+
+
+def test_steal_is_a_share_of_the_cpu_time_between_two_readings() -> None:
+    assert stalls.steal_percent((10, 1000), (60, 2000)) == 5.0
+    assert stalls.steal_percent((10, 1000), (10, 1000)) == 0.0  # no time passed
+    before = stalls.cpu_times()
+    sum(range(200_000))  # some time passes
+    after = stalls.cpu_times()
+    assert after[1] >= before[1] and after[0] >= before[0]
+    assert 0 <= stalls.steal_percent(before, after) <= 100
